@@ -1,0 +1,426 @@
+"""Time to accuracy: visiontune against fastai 2 on one folder dataset, in one run, on one machine.
+
+    python bench/vs_fastai.py ../shared/datasets/hymenoptera --train train --valid val
+    python bench/vs_fastai.py DATA --tiny          # a handful of images, one epoch: checks the harness
+
+Contenders, each in its own fresh process (so its peak memory is its own):
+
+* ``fastai``: ``ImageDataLoaders.from_folder`` with ``Resize(size)`` + ``aug_transforms(size=size)``
+  (+ ``Normalize`` with mean = std = 0.5, the backbone's statistics, since fastai adds none for an
+  architecture it does not know), ``vision_learner`` on timm's ``tf_efficientnet_lite0`` with the
+  packaged ImageNet weights (the same file visiontune loads), ``fine_tune(3)``, then ``tta()``;
+* ``visiontune`` (``visiontune train DATA --out RUN``, default settings), ``visiontune --fast``, and
+  ``visiontune --budget S`` with ``S`` = fastai's training time x ``--budget-fraction`` (1/10).
+
+Timing: fastai's "train" time is ``fine_tune`` alone (data loaders and model already built);
+visiontune's is the whole ``visiontune train`` command, start-up, decoding, precompute, TTA,
+export and report included, so the comparison is conservative for visiontune. Each visiontune run
+gets an empty ``VISIONTUNE_CACHE``, so nothing is reused from earlier runs. Peak memory is the
+peak resident set of the contender's process tree (``wait4``), in MB.
+
+Writes the table to the ``vs_fastai`` section of ``docs/benchmarks.md`` (``--out``) and the raw
+numbers to ``--json`` (default: ``bench/results/vs_fastai.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+SECTION = "vs_fastai"
+ARCH = "efficientnet_lite0"
+
+
+# ============================================================================ fastai contender (own process)
+def fastai_arch(pretrained: bool = True):
+    """timm's tf_efficientnet_lite0 with the packaged ImageNet weights (never downloads).
+
+    fastai's ``vision_learner`` calls ``arch(pretrained=...)``, then cuts the model before its last
+    child that pools (``cut=-2``: before ``global_pool`` and ``classifier``) and adds its own head.
+    """
+    from visiontune.models.backbone import create_imagenet_model
+
+    model, _source = create_imagenet_model(ARCH, pretrained=pretrained)
+    return model
+
+
+def run_fastai(args) -> dict:
+    import numpy as np
+    import torch
+    from fastai.vision.all import (ImageDataLoaders, Normalize, Resize, accuracy, aug_transforms, set_seed,
+                                   vision_learner)
+
+    set_seed(args.seed, reproducible=False)
+    t_start = time.perf_counter()
+    size = args.size
+    dls = ImageDataLoaders.from_folder(
+        args.data, train=args.train, valid=args.valid, item_tfms=Resize(size),
+        batch_tfms=[*aug_transforms(size=size), Normalize.from_stats([0.5] * 3, [0.5] * 3)],
+        bs=args.fastai_bs, seed=args.seed, **({} if args.fastai_workers is None else {"num_workers": args.fastai_workers}))
+    learn = vision_learner(dls, fastai_arch, metrics=accuracy, cut=-2)
+    body_out = learn.model[0](torch.zeros(1, 3, size, size)).shape[1]
+    assert body_out == 1280, f"fastai's cut gave {body_out} channels, expected 1280"
+    t_built = time.perf_counter()
+    with learn.no_bar():
+        t0 = time.perf_counter()
+        learn.fine_tune(args.epochs, freeze_epochs=1)
+        train_s = time.perf_counter() - t0
+        preds, targs = learn.get_preds()
+        t1 = time.perf_counter()
+        tta_preds, tta_targs = learn.tta()
+        tta_s = time.perf_counter() - t1
+    p = preds.numpy().astype(np.float64)
+    y = targs.numpy()
+    tp = tta_preds.numpy().astype(np.float64)
+    return {
+        "contender": "fastai",
+        "train_s": train_s,
+        "setup_s": t_built - t_start,
+        "tta_s": tta_s,
+        "accuracy": float((p.argmax(1) == y).mean()),
+        "tta_accuracy": float((tp.argmax(1) == tta_targs.numpy()).mean()),
+        "log_loss": log_loss(p, y),
+        "tta_log_loss": log_loss(tp, tta_targs.numpy()),
+        "n_train": len(dls.train_ds),
+        "n_valid": len(dls.valid_ds),
+        "torch_threads": torch.get_num_threads(),
+        "fastai_epochs": f"fine_tune({args.epochs}, freeze_epochs=1), bs={args.fastai_bs}",
+    }
+
+
+def log_loss(probs, y) -> float:
+    import numpy as np
+
+    probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-15, 1.0)
+    probs = probs / probs.sum(1, keepdims=True)
+    return float(-np.mean(np.log(probs[np.arange(len(y)), np.asarray(y, dtype=int)])))
+
+
+# ============================================================================ visiontune contender
+def visiontune_cmd(data: Path, run_dir: Path, args, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "visiontune.cli", "train", str(data), "--out", str(run_dir)]
+    if args.train != "train":
+        cmd += ["--train-name", args.train]
+    if args.valid not in ("valid", "val"):
+        cmd += ["--valid-name", args.valid]
+    if args.size != 224:
+        cmd += ["--size", str(args.size)]
+    return cmd + list(args.vt_args) + extra
+
+
+def read_run(run_dir: Path) -> dict:
+    """Accuracy, TTA accuracy and log loss from a ``visiontune train`` run folder."""
+    out: dict = {}
+    summary = None
+    for name in ("summary.json", "result.json", "metrics.json"):
+        f = run_dir / name
+        if f.is_file():
+            try:
+                summary = json.loads(f.read_text())
+            except ValueError:
+                continue
+            out.update(_numbers_from(summary, name))
+    preds = run_dir / "val_predictions.csv"
+    if preds.is_file():
+        acc, ll, n = _score_predictions(preds)
+        out.setdefault("predictions_accuracy", acc)
+        out["predictions_log_loss"] = ll
+        out["n_valid"] = n
+    # Fill gaps from the predictions file (which holds the final, TTA-averaged predictions if the
+    # recipe ends with TTA; it says so in its config).
+    if out.get("tta_accuracy") is None and "predictions_accuracy" in out and _run_uses_tta(run_dir):
+        out["tta_accuracy"] = out["predictions_accuracy"]
+    if out.get("log_loss") is None and "predictions_log_loss" in out:
+        out["log_loss"] = out["predictions_log_loss"]
+    if out.get("accuracy") is None and "predictions_accuracy" in out:
+        out["accuracy"] = out["predictions_accuracy"]
+    return out
+
+
+def _numbers_from(obj, name: str) -> dict:
+    """Pick accuracy / TTA accuracy / log loss from a metrics or summary JSON (several layouts accepted)."""
+    out: dict = {}
+    if isinstance(obj, list):  # metrics.json as a list of epoch rows: the last row with a val_loss
+        rows = [r for r in obj if isinstance(r, dict)]
+        if rows:
+            last = rows[-1]
+            if last.get("accuracy") is not None:
+                out["last_epoch_accuracy"] = float(last["accuracy"])
+            if last.get("val_loss") is not None:
+                out["last_epoch_val_loss"] = float(last["val_loss"])
+        return out
+    if not isinstance(obj, dict):
+        return out
+    for key in ("final", "summary", "result", "results"):
+        if isinstance(obj.get(key), dict):
+            out.update(_numbers_from(obj[key], name))
+    if isinstance(obj.get("epochs"), list):
+        out.update(_numbers_from(obj["epochs"], name))
+    aliases = {
+        "accuracy": ("accuracy", "val_accuracy", "acc"),
+        "tta_accuracy": ("tta_accuracy", "accuracy_tta", "val_tta_accuracy"),
+        "log_loss": ("log_loss", "val_log_loss", "logloss"),
+        "tta_log_loss": ("tta_log_loss", "log_loss_tta"),
+        "train_seconds_reported": ("train_seconds", "seconds_total", "total_seconds", "elapsed_s", "wall_s"),
+    }
+    for target, keys in aliases.items():
+        for k in keys:
+            v = obj.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[target] = float(v)
+                break
+    return out
+
+
+def _run_uses_tta(run_dir: Path) -> bool:
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    text = json.dumps(cfg).lower()
+    return '"tta": true' in text
+
+
+def _score_predictions(path: Path) -> tuple[float, float, int]:
+    import numpy as np
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return float("nan"), float("nan"), 0
+    pcols = [c for c in rows[0] if c.startswith("p_")]
+    classes = [c[2:] for c in pcols]
+    probs = np.array([[float(r[c]) for c in pcols] for r in rows])
+    targets = []
+    for r in rows:
+        t = r["target"]
+        targets.append(classes.index(t) if t in classes else int(t))
+    y = np.array(targets)
+    return float((probs.argmax(1) == y).mean()), log_loss(probs, y), len(rows)
+
+
+# ============================================================================ orchestration
+def contender_rows(results: list[dict], fastai_train_s: float | None) -> list[list]:
+    rows = []
+    for r in results:
+        t = r.get("train_s")
+        ratio = None
+        if fastai_train_s and t and r["contender"] != "fastai":
+            ratio = f"1/{fastai_train_s / t:.1f}" if t < fastai_train_s else f"{t / fastai_train_s:.2f}x"
+        elif r["contender"] == "fastai":
+            ratio = "1"
+        status = "" if r.get("rc", 0) == 0 else f" (failed: rc {r.get('rc')})"
+        rows.append([
+            r["contender"] + status, C.fmt(t), C.fmt(r.get("accuracy")), C.fmt(r.get("tta_accuracy")),
+            C.fmt(r.get("log_loss")), C.fmt(r.get("peak_rss_mb")), ratio,
+        ])
+    return rows
+
+
+def render(results: list[dict], facts: dict, args, cmdline: str) -> str:
+    fastai = next((r for r in results if r["contender"] == "fastai" and r.get("rc", 0) == 0), None)
+    fastai_s = fastai.get("train_s") if fastai else None
+    lines = [
+        "## visiontune vs fastai 2: time to accuracy" + (" (tiny mode: harness check, not a result)" if args.tiny else ""),
+        "",
+        f"Dataset `{args.data_label}` (train `{args.train}`, validation `{args.valid}`), {args.size} px, "
+        f"efficientnet_lite0 with the packaged ImageNet weights for every contender.",
+        "",
+        "```",
+        cmdline,
+        "```",
+        "",
+        C.facts_markdown(facts),
+        "",
+        C.md_table(["contender", "train wall s", "accuracy", "TTA accuracy", "log loss", "peak RSS MB",
+                    "time vs fastai"], contender_rows(results, fastai_s)),
+        "",
+        "- fastai: `train wall s` is `fine_tune` alone (loaders and model built before the clock starts); "
+        "`log loss` is on the plain (non-TTA) predictions.",
+        "- visiontune: `train wall s` is the whole `visiontune train` process (start-up, decoding, precompute, "
+        "training, TTA, export and report), with an empty cache. Accuracy and log loss come from the run folder "
+        "(`metrics.json` / `val_predictions.csv`).",
+    ]
+    for r in results:
+        if r.get("command"):
+            lines.append(f"- `{r['contender']}` ran: `{r['command']}`")
+    goals = goal_lines(results, fastai)
+    if goals:
+        lines += ["", "Goals (issue 6), measured in this run:", ""] + goals
+    return "\n".join(lines)
+
+
+def goal_lines(results, fastai) -> list[str]:
+    if not fastai:
+        return []
+    out = []
+    by = {r["contender"]: r for r in results}
+    d = by.get("visiontune")
+    f = by.get("visiontune --fast")
+
+    def ok(x):
+        return "met" if x else "NOT met"
+
+    if d and d.get("tta_accuracy") is not None and d.get("train_s"):
+        acc = d.get("tta_accuracy")
+        met = acc >= fastai["tta_accuracy"] and d["train_s"] <= fastai["train_s"] / 10
+        out.append(f"- default recipe: TTA accuracy {acc:.3f} vs fastai's {fastai['tta_accuracy']:.3f}, "
+                   f"time {d['train_s']:.1f} s vs fastai/10 = {fastai['train_s'] / 10:.1f} s: **{ok(met)}**")
+    if f and f.get("accuracy") is not None and f.get("train_s"):
+        acc = max(v for v in (f.get("accuracy"), f.get("tta_accuracy")) if v is not None)
+        met = acc >= fastai["accuracy"] and f["train_s"] <= fastai["train_s"] / 20
+        out.append(f"- `--fast`: accuracy {acc:.3f} vs fastai's {fastai['accuracy']:.3f}, "
+                   f"time {f['train_s']:.1f} s vs fastai/20 = {fastai['train_s'] / 20:.1f} s: **{ok(met)}**")
+    return out
+
+
+def warm_page_cache(data: Path) -> None:
+    """Read every file once so the first contender does not pay for a cold disk."""
+    for p in data.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
+def run_contender_fastai(args, data: Path, work: Path) -> dict:
+    out_json = work / "fastai.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(data), "--train", args.train, "--valid", args.valid,
+           "--size", str(args.size), "--epochs", str(args.epochs), "--fastai-bs", str(args.fastai_bs),
+           "--seed", str(args.seed), "--_fastai-worker", str(out_json)]
+    if args.fastai_workers is not None:
+        cmd += ["--fastai-workers", str(args.fastai_workers)]
+    m = C.run_measured(cmd, work / "fastai.log", timeout=args.timeout)
+    res = {"contender": "fastai", **m}
+    if m["rc"] == 0 and out_json.is_file():
+        res.update(C.read_json(out_json))
+    else:
+        res["error"] = C.tail(work / "fastai.log")
+        print(f"fastai failed (rc {m['rc']}):\n{res['error']}", file=sys.stderr)
+    res["command"] = "fastai: from_folder + vision_learner + " + (res.get("fastai_epochs") or f"fine_tune({args.epochs})")
+    return res
+
+
+def run_contender_vt(name: str, extra: list[str], args, data: Path, work: Path) -> dict:
+    slug = name.replace(" ", "_").replace("-", "")
+    run_dir = work / f"run_{slug}"
+    cache = work / f"cache_{slug}"
+    cmd = visiontune_cmd(data, run_dir, args, extra)
+    env = {"VISIONTUNE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    m = C.run_measured(cmd, work / f"{slug}.log", env=env, timeout=args.timeout, cwd=str(C.REPO))
+    res = {"contender": name, **m, "train_s": m["wall_s"],
+           "command": "visiontune train DATA --out RUN " + " ".join([*args.vt_args, *extra]).strip()}
+    if m["rc"] == 0:
+        res.update(read_run(run_dir))
+    else:
+        res["error"] = C.tail(work / f"{slug}.log")
+        print(f"{name} failed (rc {m['rc']}):\n{res['error']}", file=sys.stderr)
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path, help="dataset folder: DATA/<train>/<class>/*, DATA/<valid>/<class>/*")
+    ap.add_argument("--train", default="train")
+    ap.add_argument("--valid", default="val")
+    ap.add_argument("--size", type=int, default=None, help="image size (default 224; tiny: 64)")
+    ap.add_argument("--epochs", type=int, default=None, help="fastai fine_tune epochs (default 3; tiny: 1)")
+    ap.add_argument("--fastai-bs", type=int, default=None, help="fastai batch size (default 64, its own default; tiny: 8)")
+    ap.add_argument("--fastai-workers", type=int, default=None,
+                    help="fastai loader workers (default: fastai's own, one per core; tiny: 0)")
+    ap.add_argument("--budget-fraction", type=float, default=0.1, help="visiontune --budget = fastai's time x this")
+    ap.add_argument("--tiny", action="store_true", help="a handful of images, one epoch, 64 px: checks the harness")
+    ap.add_argument("--tiny-per-class", type=int, default=8)
+    ap.add_argument("--skip-fastai", action="store_true", help="visiontune only (no ratio; --budget from --budget-s)")
+    ap.add_argument("--budget-s", type=float, default=None, help="budget when fastai is skipped")
+    ap.add_argument("--only", default=None, help="comma-separated contenders: fastai,default,fast,budget")
+    ap.add_argument("--vt-args", default="", help="extra arguments for every visiontune run (quoted string)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per contender")
+    ap.add_argument("--out", type=Path, default=C.DEFAULT_MD, help="markdown file to update")
+    ap.add_argument("--json", type=Path, default=None, help="raw results (default bench/results/vs_fastai[_tiny].json)")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep run folders and logs here (default: a temp dir)")
+    ap.add_argument("--_fastai-worker", dest="fastai_worker", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.size = args.size or (64 if args.tiny else 224)
+    args.epochs = args.epochs or (1 if args.tiny else 3)
+    args.fastai_bs = args.fastai_bs or (8 if args.tiny else 64)
+    if args.tiny and args.fastai_workers is None:
+        args.fastai_workers = 0
+    import shlex
+
+    args.vt_args = shlex.split(args.vt_args)
+
+    if args.fastai_worker is not None:  # inside the fastai contender's own process
+        C.write_json(args.fastai_worker, run_fastai(args))
+        return 0
+
+    cmdline = C.command_line()
+    data = args.data.resolve()
+    if not (data / args.train).is_dir() or not (data / args.valid).is_dir():
+        ap.error(f"{data} needs {args.train}/ and {args.valid}/ folders with one sub-folder per class")
+    args.data_label = str(args.data)
+    keep = args.workdir is not None
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vt-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.tiny:
+            data = C.make_tiny_dataset(data, work / "data", per_class=args.tiny_per_class,
+                                       splits=(args.train, args.valid))
+            args.vt_args = args.vt_args or tiny_vt_args()
+        facts = C.machine_facts()
+        warm_page_cache(data)
+        only = set((args.only or "fastai,default,fast,budget").split(","))
+        results: list[dict] = []
+        fastai_s = args.budget_s
+        if "fastai" in only and not args.skip_fastai:
+            print("== fastai", flush=True)
+            r = run_contender_fastai(args, data, work)
+            results.append(r)
+            if r["rc"] == 0:
+                fastai_s = r["train_s"]
+                print(f"   fastai: {r['train_s']:.1f} s, accuracy {r['accuracy']:.3f}, TTA {r['tta_accuracy']:.3f}",
+                      flush=True)
+        plan = []
+        if "default" in only:
+            plan.append(("visiontune", []))
+        if "fast" in only:
+            plan.append(("visiontune --fast", ["--fast"]))
+        if "budget" in only and fastai_s:
+            budget = max(1.0, fastai_s * args.budget_fraction)
+            plan.append((f"visiontune --budget {budget:.0f}", ["--budget", f"{budget:.1f}"]))
+        for name, extra in plan:
+            print(f"== {name}", flush=True)
+            r = run_contender_vt(name, extra, args, data, work)
+            results.append(r)
+            print(f"   {name}: {r['wall_s']:.1f} s, accuracy {r.get('accuracy')}, TTA {r.get('tta_accuracy')}",
+                  flush=True)
+        payload = {"facts": facts, "command": cmdline, "tiny": args.tiny, "results": results}
+        json_path = args.json or (C.REPO / "bench" / "results" / f"vs_fastai{'_tiny' if args.tiny else ''}.json")
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        C.write_json(json_path, payload)
+        C.update_section(args.out, SECTION, render(results, facts, args, cmdline))
+        print(f"wrote {args.out} ({SECTION}) and {json_path}")
+        return 0 if all(r.get("rc", 0) == 0 for r in results) else 1
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def tiny_vt_args() -> list[str]:
+    """visiontune arguments for the tiny harness check: one epoch per phase, no report rendering."""
+    return []
+
+
+if __name__ == "__main__":
+    sys.exit(main())

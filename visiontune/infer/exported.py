@@ -1,0 +1,291 @@
+"""Run an exported model (``model.onnx`` / ``model.pt`` + ``model.json``) on images.
+
+>>> from visiontune.infer.exported import ExportedModel           # doctest: +SKIP
+>>> m = ExportedModel.load("runs/ants/model.json")                 # doctest: +SKIP
+>>> probs = m.predict_images(["ant.jpg", "bee.jpg"], tta=True)     # (2, len(m.classes))  # doctest: +SKIP
+
+Preprocessing (the same as the validation transforms): decode to RGB with EXIF orientation applied,
+resize the short side to ``int(input_size / crop_pct)`` with the stored interpolation, centre-crop
+``input_size`` x ``input_size``, scale to [0, 1], subtract ``mean`` and divide by ``std``.
+
+Test-time augmentation (``tta=True``) averages the outputs of five deterministic views
+(see :data:`TTA_VIEWS`):
+
+0. the centre crop (the plain prediction);
+1. its horizontal flip;
+2. a zoom-in: the short side resized :data:`TTA_ZOOM` times larger, then centre-cropped;
+3. the horizontal flip of the zoom-in;
+4. a zoom-out: the short side resized to exactly ``input_size`` (the whole short side visible), centre-cropped.
+
+Without visiontune, an exported ONNX model runs with only onnxruntime, numpy and Pillow::
+
+    import json, pathlib
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image, ImageOps
+
+    def run(json_path, image_paths):
+        meta = json.loads(pathlib.Path(json_path).read_text())
+        sess = ort.InferenceSession(str(pathlib.Path(json_path).with_name(meta["file"])),
+                                    providers=["CPUExecutionProvider"])
+        size = meta["input_size"]
+        short = int(size / meta["crop_pct"])
+        resample = getattr(Image.Resampling, meta["interpolation"].upper())
+        batch = []
+        for p in image_paths:
+            im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+            w, h = im.size
+            nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+            im = im.resize((nw, nh), resample)
+            left, top = int(round((nw - size) / 2)), int(round((nh - size) / 2))
+            im = im.crop((left, top, left + size, top + size))
+            x = np.asarray(im, dtype=np.float32) / 255.0
+            x = (x - np.array(meta["mean"], np.float32)) / np.array(meta["std"], np.float32)
+            batch.append(x.transpose(2, 0, 1))
+        probs = sess.run([meta["output_name"]], {meta["input_name"]: np.stack(batch)})[0]
+        return [dict(zip(meta["classes"], row.tolist())) for row in probs]
+
+(``kind == "single"``: each row holds class probabilities summing to 1; ``"multi"``: independent
+sigmoid probabilities; ``"reg"``: raw values.)
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+REQUIRED_KEYS = ("format", "file", "input_size", "mean", "std", "interpolation", "crop_pct", "classes", "kind")
+TTA_ZOOM = 1.15
+TTA_VIEWS = ("center", "hflip", "zoom_in", "zoom_in_hflip", "zoom_out")
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+class UnreadableImageWarning(UserWarning):
+    """Some images given to ``predict_images`` could not be read; their output rows are NaN."""
+
+
+try:
+    from visiontune.data.imageio import ImageLoadError as _ImageLoadError
+except ImportError:  # pragma: no cover - the standalone copy of this module
+    _ImageLoadError = OSError
+_UNREADABLE = (_ImageLoadError, OSError)
+
+
+def _resample(name: str):
+    try:
+        return _RESAMPLE[name.lower()]
+    except KeyError:
+        raise ValueError(f"Invalid interpolation {name!r}. Only {', '.join(_RESAMPLE)} are supported.") from None
+
+
+def open_rgb(image, target_size: int | None = None) -> Image.Image:
+    """An RGB PIL image from a path or a PIL image (EXIF orientation applied).
+
+    Uses ``visiontune.data.imageio.load_image`` when it is available, so decoding matches training.
+    """
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    try:
+        from visiontune.data.imageio import load_image
+    except ImportError:
+        load_image = None
+    if load_image is not None:
+        return load_image(image, target_size=target_size)
+    with Image.open(image) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+def resize_short(im: Image.Image, short: int, resample) -> Image.Image:
+    """Resize so the short side is ``short`` pixels, keeping the aspect ratio (torchvision's rule)."""
+    w, h = im.size
+    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    return im if (nw, nh) == (w, h) else im.resize((nw, nh), resample)
+
+
+def center_crop(im: Image.Image, size: int) -> Image.Image:
+    """The central ``size`` x ``size`` square (padded with black where the image is smaller)."""
+    w, h = im.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    return im.crop((left, top, left + size, top + size))
+
+
+@dataclass
+class ExportedModel:
+    """An exported classifier or regressor with the preprocessing it needs.
+
+    Load with :meth:`load`; ``classes``, ``kind``, ``input_size``, ``mean``, ``std``,
+    ``interpolation``, ``crop_pct`` come from the JSON beside the model.
+    """
+
+    path: Path
+    fmt: str
+    classes: list[str]
+    kind: str
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str
+    crop_pct: float
+    meta: dict = field(repr=False)
+    _run: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    unreadable: list = field(default_factory=list, repr=False)  # (path, reason) of the last predict_images call
+
+    # -- loading ----------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path) -> "ExportedModel":
+        """Load from ``model.json``, from the model file beside it, or from a folder holding ``model.json``."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.json"
+        json_path = path if path.suffix == ".json" else path.with_suffix(".json")
+        if not json_path.is_file():
+            raise FileNotFoundError(f"no model description {json_path} (export writes it beside the model file)")
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        missing = [k for k in REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ValueError(f"{json_path} is missing {', '.join(missing)}")
+        model_path = json_path.with_name(meta["file"]) if path.suffix == ".json" else path
+        if not model_path.is_file():
+            raise FileNotFoundError(f"model file {model_path} named by {json_path} does not exist")
+        fmt = meta["format"]
+        if fmt == "onnx":
+            run = _onnx_runner(model_path, meta.get("input_name"), meta.get("output_name"))
+        elif fmt == "torchscript":
+            run = _torchscript_runner(model_path)
+        else:
+            raise ValueError(f"Invalid format {fmt!r} in {json_path}. Only onnx, torchscript are supported.")
+        _resample(meta["interpolation"])  # fail now on an unknown interpolation, not on the first image
+        return cls(
+            path=model_path,
+            fmt=fmt,
+            classes=list(meta["classes"]),
+            kind=meta["kind"],
+            input_size=int(meta["input_size"]),
+            mean=tuple(float(v) for v in meta["mean"]),
+            std=tuple(float(v) for v in meta["std"]),
+            interpolation=meta["interpolation"],
+            crop_pct=float(meta["crop_pct"]),
+            meta=meta,
+            _run=run,
+        )
+
+    # -- preprocessing ----------------------------------------------------------------------------------------
+    @property
+    def resize_size(self) -> int:
+        """The short side before the centre crop: ``int(input_size / crop_pct)``."""
+        return int(self.input_size / self.crop_pct)
+
+    def _to_array(self, im: Image.Image) -> np.ndarray:
+        x = np.asarray(im, dtype=np.float32) / 255.0
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def views(self, image, tta: bool = False) -> list[np.ndarray]:
+        """The normalised CHW float32 arrays fed to the model: one (centre) view, or the five TTA views."""
+        rs = _resample(self.interpolation)
+        im = open_rgb(image, target_size=self.resize_size)
+        center = center_crop(resize_short(im, self.resize_size, rs), self.input_size)
+        if not tta:
+            return [self._to_array(center)]
+        zoom_in = center_crop(resize_short(im, int(round(self.resize_size * TTA_ZOOM)), rs), self.input_size)
+        zoom_out = center_crop(resize_short(im, self.input_size, rs), self.input_size)
+        flip = Image.Transpose.FLIP_LEFT_RIGHT
+        views = [center, center.transpose(flip), zoom_in, zoom_in.transpose(flip), zoom_out]
+        return [self._to_array(v) for v in views]
+
+    def preprocess(self, images: Sequence) -> np.ndarray:
+        """A normalised float32 NCHW batch (centre views) for a list of paths or PIL images."""
+        return np.stack([self.views(im)[0] for im in images])
+
+    # -- prediction -------------------------------------------------------------------------------------------
+    def predict_batch(self, x: np.ndarray) -> np.ndarray:
+        """Model outputs for a normalised float32 NCHW batch: probabilities ('single', 'multi') or values ('reg')."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2:] != (self.input_size, self.input_size):
+            raise ValueError(f"expected a batch of shape (N, 3, {self.input_size}, {self.input_size}), got {x.shape}")
+        return np.asarray(self._run(x), dtype=np.float32)
+
+    def predict_images(self, images: Sequence, tta: bool = False, batch_size: int = 32,
+                       strict: bool = False) -> np.ndarray:
+        """Outputs (n_images, n_classes) for paths or PIL images; ``tta=True`` averages the five TTA views.
+
+        A file that cannot be read (missing, truncated, not an image, too many pixels...) does not stop
+        the others: its row is NaN, one :class:`UnreadableImageWarning` names every such file and its
+        reason, and ``self.unreadable`` lists ``(path, reason)``. ``strict=True`` raises the error instead.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        images = list(images)
+        n_views = len(TTA_VIEWS) if tta else 1
+        per_batch = max(1, batch_size // n_views)
+        rows: list[np.ndarray | None] = [None] * len(images)
+        self.unreadable = []
+        for i in range(0, len(images), per_batch):
+            chunk, ok = [], []
+            for j in range(i, min(i + per_batch, len(images))):
+                try:
+                    chunk.extend(self.views(images[j], tta=tta))
+                    ok.append(j)
+                except _UNREADABLE as e:
+                    if strict:
+                        raise
+                    self.unreadable.append((str(images[j]), getattr(e, "reason", None) or str(e)))
+            if not ok:
+                continue
+            y = self.predict_batch(np.stack(chunk)).reshape(len(ok), n_views, -1).mean(axis=1)
+            for j, row in zip(ok, y):
+                rows[j] = row
+        if self.unreadable:
+            warnings.warn(f"visiontune: {len(self.unreadable)} of {len(images)} image(s) could not be read; "
+                          "their rows are NaN (strict=True makes this an error):\n"
+                          + "\n".join(f"  {p}: {r}" for p, r in self.unreadable[:100]),
+                          UnreadableImageWarning, stacklevel=2)
+        width = next((len(r) for r in rows if r is not None), len(self.classes))
+        out = np.full((len(images), width), np.nan, dtype=np.float32)
+        for j, r in enumerate(rows):
+            if r is not None:
+                out[j] = r
+        return out
+
+
+def _onnx_runner(model_path: Path, input_name: str | None, output_name: str | None):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    input_name = input_name or sess.get_inputs()[0].name
+    output_name = output_name or sess.get_outputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run([output_name], {input_name: x})[0]
+
+    return run
+
+
+def _torchscript_runner(model_path: Path):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation notices
+        module = torch.jit.load(str(model_path), map_location="cpu").eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+
+    return run

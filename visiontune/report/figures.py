@@ -1,0 +1,183 @@
+"""Plots for the run report: pure functions that take data and return a matplotlib ``Figure``.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (Agg canvas), so nothing here touches
+pyplot's global state or the user's backend. :func:`fig_to_png_bytes` renders one to PNG.
+
+>>> fig = fig_class_counts({"ants": 10, "bees": 12})
+>>> fig_to_png_bytes(fig)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+True
+"""
+from __future__ import annotations
+
+import io
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 90
+
+
+def _figure(w: float = 6.0, h: float = 3.2) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def fig_to_png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
+    """The figure rendered as PNG bytes (the figure's own dpi unless ``dpi`` is given)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+    return buf.getvalue()
+
+
+def fig_class_counts(counts: Mapping[str, int], title: str = "Images per class") -> Figure:
+    """Horizontal bar chart of images per class (largest first; at most 60 bars shown)."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:60]
+    n = max(len(items), 1)
+    fig = _figure(6.0, min(1.2 + 0.22 * n, 14.0))
+    ax = fig.add_subplot()
+    names = [str(k) for k, _ in items][::-1]
+    values = [v for _, v in items][::-1]
+    ax.barh(range(len(values)), values, color="#4c72b0")
+    ax.set_yticks(range(len(values)), names, fontsize=8 if n <= 30 else 6)
+    ax.set_xlabel("images")
+    shown = f" (largest {len(items)} of {len(counts)})" if len(items) < len(counts) else ""
+    ax.set_title(title + shown)
+    return fig
+
+
+def fig_size_histograms(sizes: Sequence[Sequence[int]], bins: int = 30) -> Figure:
+    """Histograms of image widths, heights and aspect ratios (width / height)."""
+    a = np.asarray(sizes, dtype=float).reshape(-1, 2)
+    fig = _figure(8.0, 2.6)
+    axes = fig.subplots(1, 3)
+    for ax, values, label in (
+        (axes[0], a[:, 0], "width (px)"),
+        (axes[1], a[:, 1], "height (px)"),
+        (axes[2], a[:, 0] / np.maximum(a[:, 1], 1), "aspect ratio (w / h)"),
+    ):
+        ax.hist(values, bins=bins, color="#55a868")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("images")
+    fig.suptitle(f"Image sizes ({len(a)} images)")
+    return fig
+
+
+def fig_lr_find(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    chosen_lr: float | None = None,
+    rule: str | None = None,
+    title: str = "lr_find",
+) -> Figure:
+    """Loss against learning rate (log x axis) with the chosen rate marked and the rule named."""
+    fig = _figure(5.0, 3.2)
+    ax = fig.add_subplot()
+    ax.plot(lrs, losses, color="#4c72b0")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("loss")
+    finite = np.asarray([v for v in losses if v is not None and np.isfinite(v)], dtype=float)
+    if finite.size:  # keep a diverging tail from flattening the interesting part
+        lo, hi = finite.min(), np.percentile(finite, 95)
+        if hi > lo:
+            pad = 0.1 * (hi - lo)
+            ax.set_ylim(lo - pad, hi + 3 * pad)
+    if chosen_lr:
+        ax.axvline(chosen_lr, color="#c44e52", linestyle="--", label=f"chosen {chosen_lr:.2e}")
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title + (f"\nrule: {rule}" if rule else ""), fontsize=10)
+    return fig
+
+
+def fig_lr_schedule(schedule: Mapping[str, Sequence]) -> Figure:
+    """Learning rate per iteration over all phases, one after the other, phase boundaries marked.
+
+    Each phase maps to a list of rates, or of per-layer-group lists of rates (one line per group).
+    """
+    fig = _figure(7.0, 3.0)
+    ax = fig.add_subplot()
+    start = 0
+    labelled: set[int] = set()
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    for phase, lrs in schedule.items():
+        a = np.asarray(lrs, dtype=float)
+        if a.size == 0:
+            continue
+        a = a.reshape(len(a), -1)
+        x = np.arange(start, start + len(a))
+        for g in range(a.shape[1]):
+            label = None
+            if a.shape[1] > 1 and g not in labelled:
+                label = f"layer group {g}"
+                labelled.add(g)
+            ax.plot(x, a[:, g], color=colors[g % len(colors)], linewidth=1.2, label=label)
+        if start:
+            ax.axvline(start, color="#999999", linewidth=0.8, linestyle=":")
+        ax.text(start, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", rotation=90)
+        start += len(a)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("learning rate")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    ax.set_title("Learning-rate schedule")
+    return fig
+
+
+def fig_metrics(rows: Sequence[Mapping], loss_keys=("trn_loss", "val_loss"), metric_keys: Sequence[str] = ()) -> Figure:
+    """Losses (left) and metrics (right) per epoch, numbered across phases; phase changes marked."""
+    fig = _figure(8.0, 3.0)
+    ax_loss, ax_m = fig.subplots(1, 2)
+    x = np.arange(1, len(rows) + 1)
+
+    def col(key):
+        return np.asarray([_num(r.get(key)) for r in rows], dtype=float)
+
+    for key in loss_keys:
+        ax_loss.plot(x, col(key), marker="o", markersize=3, label=key)
+    for key in metric_keys:
+        ax_m.plot(x, col(key), marker="o", markersize=3, label=key)
+    phases = [str(r.get("phase", "")) for r in rows]
+    for ax in (ax_loss, ax_m):
+        for i in range(1, len(phases)):
+            if phases[i] != phases[i - 1]:
+                ax.axvline(i + 0.5, color="#999999", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("epoch (all phases)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    ax_loss.set_title("Loss")
+    ax_m.set_title("Metrics" if metric_keys else "Metrics (none recorded)")
+    return fig
+
+
+def fig_confusion_matrix(cm: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Confusion matrix (rows: actual, columns: predicted) with counts written in small matrices."""
+    cm = np.asarray(cm)
+    n = len(classes)
+    side = min(max(4.0, 0.35 * n + 1.5), 14.0)
+    fig = _figure(side, side)
+    ax = fig.add_subplot()
+    ax.imshow(cm, cmap="Blues", interpolation="nearest")
+    if n <= 40:
+        fs = 8 if n <= 15 else 5
+        ax.set_xticks(range(n), [str(c) for c in classes], rotation=90, fontsize=fs)
+        ax.set_yticks(range(n), [str(c) for c in classes], fontsize=fs)
+    if n <= 15:
+        thresh = cm.max() / 2 if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > thresh else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(f"Confusion matrix\n{int(cm.sum())} validation images", fontsize=10)
+    return fig
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -1,0 +1,12 @@
+"""Transforms: presets built from the backbone's preprocessing, augmentation, TTA views."""
+from .augment import (RandomDihedral, RandomFlip, RandomLighting, RandomRotate, transforms_basic,
+                      transforms_side_on, transforms_top_down)
+from .core import (CropType, ImageTransforms, imagenet_stats, inception_stats, tfms_from_model, tfms_from_stats,
+                   tta_views)
+
+__all__ = [
+    "tfms_from_model", "tfms_from_stats", "ImageTransforms", "CropType", "tta_views",
+    "transforms_basic", "transforms_side_on", "transforms_top_down",
+    "RandomRotate", "RandomLighting", "RandomFlip", "RandomDihedral",
+    "imagenet_stats", "inception_stats",
+]
