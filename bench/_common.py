@@ -23,12 +23,25 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MD = REPO / "docs" / "benchmarks.md"
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
 
+TINY_MD = REPO / "bench" / "results" / "benchmarks_tiny.md"
+OUT_HELP = ("markdown file whose section this script rewrites (default docs/benchmarks.md; "
+            "with --tiny: bench/results/benchmarks_tiny.md, so a harness check never lands in the docs)")
+
+
+def resolve_out(out, tiny: bool) -> Path:
+    return Path(out) if out is not None else (TINY_MD if tiny else DEFAULT_MD)
+
+
 MD_HEADER = """# Benchmarks
 
 Every table below is written by a script in `bench/` from a real run; each section names the exact
 command, the machine and the date. Re-run a script to refresh its own section; the others are kept.
 Numbers from a machine that was busy (see the load average in each section) are slower than a
 quiet machine's.
+
+Reproduce everything (about 15-25 minutes on 2 cores): `bash bench/run_all.sh`, which runs
+`bench/vs_fastai.py`, `bench/throughput.py`, `bench/features.py` and `bench/analysis.py`
+(fastai comes from the `bench` extra: `pip install -e '.[bench,cpu-fast]'`).
 """
 
 # ------------------------------------------------------------------------------------------- markdown

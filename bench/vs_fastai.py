@@ -109,41 +109,51 @@ def log_loss(probs, y) -> float:
 # ============================================================================ visiontune contender
 def visiontune_cmd(data: Path, run_dir: Path, args, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "visiontune.cli", "train", str(data), "--out", str(run_dir)]
-    if args.train != "train":
-        cmd += ["--train-name", args.train]
-    if args.valid not in ("valid", "val"):
-        cmd += ["--valid-name", args.valid]
+    if args.valid != "valid":
+        cmd += ["--val-name", args.valid]
     if args.size != 224:
         cmd += ["--size", str(args.size)]
     return cmd + list(args.vt_args) + extra
 
 
 def read_run(run_dir: Path) -> dict:
-    """Accuracy, TTA accuracy and log loss from a ``visiontune train`` run folder."""
+    """Accuracy, TTA accuracy and log loss of a ``visiontune train`` run folder.
+
+    ``progress.json``'s ``final`` block holds the kept model's accuracy, TTA accuracy and
+    validation loss (NLL of the single view = its log loss); ``val_predictions.csv`` (per-image
+    probabilities of the single view, plus the TTA class) is scored independently as a check.
+    """
     out: dict = {}
-    summary = None
-    for name in ("summary.json", "result.json", "metrics.json"):
+    prog = run_dir / "progress.json"
+    if prog.is_file():
+        try:
+            final = json.loads(prog.read_text()).get("final") or {}
+        except ValueError:
+            final = {}
+        for src, dst in (("accuracy", "accuracy"), ("tta_accuracy", "tta_accuracy"), ("val_loss", "log_loss"),
+                         ("tta_views", "tta_views"), ("seconds", "recipe_seconds")):
+            if final.get(src) is not None:
+                out[dst] = float(final[src])
+    for name in ("metrics.json",):  # fallbacks for other layouts
         f = run_dir / name
         if f.is_file():
             try:
-                summary = json.loads(f.read_text())
+                for k, v in _numbers_from(json.loads(f.read_text()), name).items():
+                    out.setdefault(k, v)
             except ValueError:
-                continue
-            out.update(_numbers_from(summary, name))
+                pass
     preds = run_dir / "val_predictions.csv"
     if preds.is_file():
-        acc, ll, n = _score_predictions(preds)
-        out.setdefault("predictions_accuracy", acc)
-        out["predictions_log_loss"] = ll
-        out["n_valid"] = n
-    # Fill gaps from the predictions file (which holds the final, TTA-averaged predictions if the
-    # recipe ends with TTA; it says so in its config).
-    if out.get("tta_accuracy") is None and "predictions_accuracy" in out and _run_uses_tta(run_dir):
-        out["tta_accuracy"] = out["predictions_accuracy"]
-    if out.get("log_loss") is None and "predictions_log_loss" in out:
-        out["log_loss"] = out["predictions_log_loss"]
-    if out.get("accuracy") is None and "predictions_accuracy" in out:
-        out["accuracy"] = out["predictions_accuracy"]
+        acc, ll, tta_acc, n = _score_predictions(preds)
+        # csv_log_loss is only a cross-check: the file rounds probabilities to 7 decimals, so a confident
+        # mistake reads as p = 0 (clipped to 1e-15); progress.json's val_loss comes from the log-probs.
+        out["csv_accuracy"], out["csv_log_loss"], out["n_valid"] = acc, ll, n
+        if tta_acc is not None:
+            out["csv_tta_accuracy"] = tta_acc
+        out.setdefault("accuracy", acc)
+        out.setdefault("log_loss", ll)
+        if tta_acc is not None:
+            out.setdefault("tta_accuracy", tta_acc)
     return out
 
 
@@ -182,31 +192,22 @@ def _numbers_from(obj, name: str) -> dict:
     return out
 
 
-def _run_uses_tta(run_dir: Path) -> bool:
-    try:
-        cfg = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    text = json.dumps(cfg).lower()
-    return '"tta": true' in text
-
-
-def _score_predictions(path: Path) -> tuple[float, float, int]:
+def _score_predictions(path: Path) -> tuple[float, float, float | None, int]:
+    """(accuracy, log loss, TTA accuracy or None, n) of a ``val_predictions.csv`` (single-label)."""
     import numpy as np
 
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        return float("nan"), float("nan"), 0
+        return float("nan"), float("nan"), None, 0
     pcols = [c for c in rows[0] if c.startswith("p_")]
     classes = [c[2:] for c in pcols]
     probs = np.array([[float(r[c]) for c in pcols] for r in rows])
-    targets = []
-    for r in rows:
-        t = r["target"]
-        targets.append(classes.index(t) if t in classes else int(t))
-    y = np.array(targets)
-    return float((probs.argmax(1) == y).mean()), log_loss(probs, y), len(rows)
+    y = np.array([classes.index(r["target"]) if r["target"] in classes else int(r["target"]) for r in rows])
+    tta_acc = None
+    if "tta_pred" in rows[0]:
+        tta_acc = float(np.mean([r["tta_pred"] == r["target"] for r in rows]))
+    return float((probs.argmax(1) == y).mean()), log_loss(probs, y), tta_acc, len(rows)
 
 
 # ============================================================================ orchestration
@@ -311,11 +312,24 @@ def run_contender_fastai(args, data: Path, work: Path) -> dict:
     return res
 
 
+def vt_data_view(data: Path, args, work: Path) -> Path:
+    """``visiontune train`` reads DATA/train: link other training folder names into a view folder."""
+    if args.train == "train":
+        return data
+    view = work / "vt-data"
+    view.mkdir(parents=True, exist_ok=True)
+    for name, target in (("train", args.train), (args.valid, args.valid)):
+        link = view / name
+        if not link.exists():
+            link.symlink_to(data / target, target_is_directory=True)
+    return view
+
+
 def run_contender_vt(name: str, extra: list[str], args, data: Path, work: Path) -> dict:
     slug = name.replace(" ", "_").replace("-", "")
     run_dir = work / f"run_{slug}"
     cache = work / f"cache_{slug}"
-    cmd = visiontune_cmd(data, run_dir, args, extra)
+    cmd = visiontune_cmd(vt_data_view(data, args, work), run_dir, args, extra)
     env = {"VISIONTUNE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     m = C.run_measured(cmd, work / f"{slug}.log", env=env, timeout=args.timeout, cwd=str(C.REPO))
     res = {"contender": name, **m, "train_s": m["wall_s"],
@@ -335,26 +349,26 @@ def main(argv=None) -> int:
     ap.add_argument("--valid", default="val")
     ap.add_argument("--size", type=int, default=None, help="image size (default 224; tiny: 64)")
     ap.add_argument("--epochs", type=int, default=None, help="fastai fine_tune epochs (default 3; tiny: 1)")
-    ap.add_argument("--fastai-bs", type=int, default=None, help="fastai batch size (default 64, its own default; tiny: 8)")
+    ap.add_argument("--fastai-bs", type=int, default=None, help="fastai batch size (default 64, its own default; tiny: 4)")
     ap.add_argument("--fastai-workers", type=int, default=None,
                     help="fastai loader workers (default: fastai's own, one per core; tiny: 0)")
     ap.add_argument("--budget-fraction", type=float, default=0.1, help="visiontune --budget = fastai's time x this")
     ap.add_argument("--tiny", action="store_true", help="a handful of images, one epoch, 64 px: checks the harness")
-    ap.add_argument("--tiny-per-class", type=int, default=8)
+    ap.add_argument("--tiny-per-class", type=int, default=4)
     ap.add_argument("--skip-fastai", action="store_true", help="visiontune only (no ratio; --budget from --budget-s)")
     ap.add_argument("--budget-s", type=float, default=None, help="budget when fastai is skipped")
     ap.add_argument("--only", default=None, help="comma-separated contenders: fastai,default,fast,budget")
     ap.add_argument("--vt-args", default="", help="extra arguments for every visiontune run (quoted string)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per contender")
-    ap.add_argument("--out", type=Path, default=C.DEFAULT_MD, help="markdown file to update")
+    ap.add_argument("--out", type=Path, default=None, help=C.OUT_HELP)
     ap.add_argument("--json", type=Path, default=None, help="raw results (default bench/results/vs_fastai[_tiny].json)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep run folders and logs here (default: a temp dir)")
     ap.add_argument("--_fastai-worker", dest="fastai_worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.size = args.size or (64 if args.tiny else 224)
     args.epochs = args.epochs or (1 if args.tiny else 3)
-    args.fastai_bs = args.fastai_bs or (8 if args.tiny else 64)
+    args.fastai_bs = args.fastai_bs or (4 if args.tiny else 64)
     if args.tiny and args.fastai_workers is None:
         args.fastai_workers = 0
     import shlex
@@ -366,6 +380,7 @@ def main(argv=None) -> int:
         return 0
 
     cmdline = C.command_line()
+    args.out = C.resolve_out(args.out, args.tiny)
     data = args.data.resolve()
     if not (data / args.train).is_dir() or not (data / args.valid).is_dir():
         ap.error(f"{data} needs {args.train}/ and {args.valid}/ folders with one sub-folder per class")
@@ -398,7 +413,7 @@ def main(argv=None) -> int:
             plan.append(("visiontune --fast", ["--fast"]))
         if "budget" in only and fastai_s:
             budget = max(1.0, fastai_s * args.budget_fraction)
-            plan.append((f"visiontune --budget {budget:.0f}", ["--budget", f"{budget:.1f}"]))
+            plan.append((f"visiontune --budget {budget:.1f}", ["--budget", f"{budget:.1f}"]))
         for name, extra in plan:
             print(f"== {name}", flush=True)
             r = run_contender_vt(name, extra, args, data, work)
@@ -418,8 +433,9 @@ def main(argv=None) -> int:
 
 
 def tiny_vt_args() -> list[str]:
-    """visiontune arguments for the tiny harness check: one epoch per phase, no report rendering."""
-    return []
+    """visiontune arguments for the tiny harness check: one epoch per phase, small batches, 1 TTA view."""
+    return ["--bs", "4", "--precompute-aug", "1", "--head-epochs", "1", "--aug-epochs", "1", "--max-cycles", "1",
+            "--tta", "1", "--unfrozen-budget", "30", "--num-workers", "0", "--engine", "torch"]
 
 
 if __name__ == "__main__":

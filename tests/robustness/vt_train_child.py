@@ -7,7 +7,6 @@ after each batch so the parent can kill the run mid-epoch.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

@@ -167,3 +167,30 @@ IMAGE_ZOO = {
 }
 BAD_CASES = {k: v for k, v in IMAGE_ZOO.items() if v[2] is not None}
 GOOD_CASES = {k: v for k, v in IMAGE_ZOO.items() if v[2] is None}
+
+
+# ---- datasets ----------------------------------------------------------------------------------
+CLASS_COLORS = {"red": (200, 40, 40), "blue": (40, 40, 200)}
+
+
+def make_class_images(folder: Path, color, n: int, size=(48, 40), seed: int = 0, prefix: str = "img") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"{prefix}{i}.jpg"
+        solid(color, size, noise=20, seed=seed + i).save(p, quality=90)
+        out.append(p)
+    return out
+
+
+def make_zoo_folder(root: Path, n_good: int = 4) -> dict[str, str]:
+    """``root/train/{red,blue}`` and ``root/valid/{red,blue}`` with good JPEGs, and every zoo case
+    under ``train/red`` (relative path -> expected reason or None). Returns the zoo cases placed."""
+    for split, seed in (("train", 0), ("valid", 100)):
+        for c, col in CLASS_COLORS.items():
+            make_class_images(root / split / c, col, n_good, seed=seed)
+    placed = {}
+    for name, (maker, fname, expected) in IMAGE_ZOO.items():
+        maker(root / "train" / "red" / fname)
+        placed[f"train/red/{fname}"] = expected
+    return placed

@@ -34,16 +34,23 @@ _EXT_FORMATS = {
 }
 
 
-def _walk(root: Path, exclude: set[str]) -> list[str]:
+def _walk(root: Path, exclude: set[str], empty_dirs: list[str] | None = None) -> list[str]:
+    """Image files under ``root`` (relative posix paths); symlinked folders are not followed (no loops).
+
+    Folders with neither images nor sub-folders (e.g. an empty class folder) are added to ``empty_dirs``.
+    """
     out = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
                              and not (rel_dir == Path(".") and d in exclude))
+        n = len(out)
         for f in sorted(filenames):
             if f.startswith(".") or Path(f).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             out.append((rel_dir / f).as_posix())
+        if empty_dirs is not None and len(out) == n and not dirnames and rel_dir != Path("."):
+            empty_dirs.append(rel_dir.as_posix())
     return out
 
 
@@ -78,13 +85,48 @@ def _stats(v) -> dict:
     return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max())}
 
 
-def _read_csv_labels(csv_path: Path) -> dict[str, list[str]]:
+def _safe_relative(name: str) -> bool:
+    """The same rule as ``from_csv``: no absolute paths, no ``..``, no Windows drive."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        return False
+    return not (len(p.parts[0]) >= 2 and p.parts[0][1] == ":")
+
+
+def _read_csv_labels(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """``({id: tags}, problems)``: one line per problem row (duplicate id, empty id or label, unsafe id)."""
     import pandas as pd
 
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"labels CSV {csv_path} not found")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError as e:
+        raise ValueError(f"labels CSV {csv_path} is empty") from e
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot parse labels CSV {csv_path}: {e}") from e
     if df.shape[1] < 2:
-        raise ValueError(f"labels CSV {csv_path} needs two columns (file id, label)")
-    return {str(i).strip(): str(l).split() for i, l in zip(df.iloc[:, 0], df.iloc[:, 1])}
+        raise ValueError(f"labels CSV {csv_path} needs two columns (file id, label); found {df.shape[1]} "
+                         f"column(s): {[str(c) for c in df.columns]}. Is it comma-separated?")
+    labels: dict[str, list[str]] = {}
+    first_row: dict[str, int] = {}
+    problems: list[str] = []
+    for r, (fid, lab) in enumerate(zip(df.iloc[:, 0], df.iloc[:, 1])):
+        fid, tags = str(fid).strip(), str(lab).split()
+        where = f"row {r} (line {r + 2})"
+        if not fid:
+            problems.append(f"{where}: empty file id")
+            continue
+        if not _safe_relative(fid):
+            problems.append(f"{where}: file id {fid!r} points outside the image folder; it is refused")
+            continue
+        if fid in labels:
+            problems.append(f"{where}: duplicate file id {fid!r} (first in row {first_row[fid]})")
+            continue
+        if not tags:
+            problems.append(f"{where}: empty label for {fid!r}")
+        labels[fid], first_row[fid] = tags, r
+    return labels, problems
 
 
 def _save_hist(values, title: str, xlabel: str, dest: Path) -> str:
@@ -126,12 +168,16 @@ def inspect_dataset(path, out_dir=None, csv=None, suffix: str = "", folder: str 
     ({format: count}), ``modes``, ``unreadable`` ([{file, reason}]), ``duplicates`` ([[files with
     identical bytes]]), ``odd_formats`` ([{file, format, expected}]: a format that differs from the
     majority, or content not matching the suffix, e.g. a GIF among JPEGs), ``animated``, ``small``
-    (shorter side < 32 px), ``missing`` (CSV rows without a file), ``histograms`` (PNG paths).
+    (shorter side < 32 px), ``missing`` (CSV rows without a file), ``csv_problems`` (one line per CSV row
+    with a duplicate id, an empty id or label, or an id pointing outside the folder, which is never
+    looked up), ``empty_folders`` (folders holding no images and no sub-folders, e.g. an empty class),
+    ``histograms`` (PNG paths).
     """
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
-    files = _walk(root, set(exclude))
+    empty_folders: list[str] = []
+    files = _walk(root, set(exclude), empty_folders)
     workers = max_workers or default_io_workers()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         infos = list(pool.map(lambda f: _file_info(root, f, probe, max_pixels), files))
@@ -139,12 +185,13 @@ def inspect_dataset(path, out_dir=None, csv=None, suffix: str = "", folder: str 
     # class counts
     splits: dict[str, Counter] = defaultdict(Counter)
     missing: list[str] = []
+    csv_problems: list[str] = []
     class_counts: Counter = Counter()
     if csv is not None:
         csv_path = Path(csv)
         if not csv_path.is_absolute() and not csv_path.exists():
             csv_path = root / csv_path
-        labels = _read_csv_labels(csv_path)
+        labels, csv_problems = _read_csv_labels(csv_path)
         present = set(files)
         for fid, tags in labels.items():
             rel = PurePosixPath(folder, fid + suffix).as_posix()
@@ -206,6 +253,8 @@ def inspect_dataset(path, out_dir=None, csv=None, suffix: str = "", folder: str 
         "animated": [i["file"] for i in infos if (i["n_frames"] or 1) > 1],
         "small": [i["file"] for i in infos if i["width"] is not None and min(i["width"], i["height"]) < 32],
         "missing": missing,
+        "csv_problems": csv_problems,
+        "empty_folders": empty_folders,
         "histograms": [],
     }
     if out_dir is not None and widths:
@@ -256,6 +305,9 @@ def format_inspection(report: dict, max_items: int = 20) -> str:
     listing("animated images (first frame is used)", report["animated"])
     listing("tiny images (< 32 px)", report["small"])
     listing("CSV rows with no file", report["missing"])
+    listing("CSV problems", report.get("csv_problems", []))
+    listing("folders with no images (an empty class?)", report.get("empty_folders", []))
     if report["histograms"]:
         lines.append("histograms: " + ", ".join(report["histograms"]))
-    return "\n".join(lines)
+    # non-UTF-8 file names hold surrogates: show their bytes as \\xff so any terminal can print them
+    return "\n".join(lines).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

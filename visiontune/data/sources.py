@@ -46,6 +46,7 @@ __all__ = [
     "default_num_workers",
     "SkippedFilesWarning",
     "FileChangedWarning",
+    "ClassesWarning",
     "UnreadableFilesError",
 ]
 
@@ -92,8 +93,13 @@ class UnreadableFilesError(ValueError):
         )
 
 
+def _shown(name: str) -> str:
+    """A file name printable in any terminal: undecodable bytes (non-UTF-8 names) shown as ``\\xff``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _list_skipped(skipped) -> str:
-    lines = [f"  {f}: {r}" for f, r in skipped[:_MAX_LISTED]]
+    lines = [f"  {_shown(f)}: {r}" for f, r in skipped[:_MAX_LISTED]]
     if len(skipped) > _MAX_LISTED:
         lines.append(f"  ... and {len(skipped) - _MAX_LISTED} more (see data.skipped)")
     return "\n".join(lines)
@@ -152,7 +158,7 @@ class FilesDataset(Dataset):
         name = self.fnames[i]
         if name not in self.failed:
             self.failed[name] = err.reason
-            warnings.warn(f"visiontune: {self.path / name}: {err.reason}; it could be read when the data was "
+            warnings.warn(f"visiontune: {_shown(str(self.path / name))}: {err.reason}; it could be read when the data was "
                           "built, so it changed since. Using a blank (mean-colour) image for it in this pass. "
                           "Rebuild the data to leave it out.", FileChangedWarning, stacklevel=2)
         mean = getattr(self.transform, "mean", None) or (0.5, 0.5, 0.5)
@@ -260,10 +266,12 @@ class Loader:
     Items travel as uint8 (small, fast to pickle between worker processes); each assembled batch is
     converted to float32 and normalised with ``normalizer.normalize``. Feature arrays are batched
     in-process by fancy indexing. Attributes: ``dataset``, ``batch_size``, ``len(loader)`` batches.
+    ``own_rng=True`` (fixed order, deterministic transforms): iterating never draws on torch's global RNG.
     """
 
     def __init__(self, dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                 num_workers: int = 0, normalizer: ImageTransforms | None = None, persistent: bool = False):
+                 num_workers: int = 0, normalizer: ImageTransforms | None = None, persistent: bool = False,
+                 batch_sampler=None, pin_memory: bool | None = None, own_rng: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.dataset = dataset
@@ -271,17 +279,37 @@ class Loader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.normalizer = normalizer
+        self.batch_sampler = batch_sampler  # lists of indexes (e.g. one rank's shard under torchrun)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.device = None  # set by with_device(): batches go there as uint8 and are normalised there
         self._fast = hasattr(dataset, "get_batch") and not getattr(dataset, "is_images", True)
         self.num_workers = 0 if self._fast else int(num_workers)
         self._dl = None
         if not self._fast:
-            self._dl = DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
-                                  num_workers=self.num_workers,
-                                  persistent_workers=persistent and self.num_workers > 0)
+            order = dict(batch_sampler=batch_sampler) if batch_sampler is not None else dict(
+                batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last)
+            # Every DataLoader iterator draws a seed from its generator (torch's global one by default).
+            # Loaders with a fixed order and deterministic transforms (validation, fix, test) get their own,
+            # so reading them or not (activations served from the cache) never shifts the training RNG:
+            # the same seed gives the same run whether the activation cache is cold or warm.
+            self._dl = DataLoader(dataset, **order, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                                  persistent_workers=persistent and self.num_workers > 0,
+                                  generator=torch.Generator().manual_seed(0) if own_rng else None)
+
+    def with_device(self, device) -> "Loader":
+        """This loader (same workers) yielding ``x`` already on ``device``: on CUDA the uint8 batch is copied
+        from pinned memory without blocking and normalised on the GPU (4x fewer bytes than float32)."""
+        import copy
+
+        dl = copy.copy(self)
+        dl.device = torch.device(device) if device is not None and torch.device(device).type != "cpu" else None
+        return dl
 
     def __len__(self) -> int:
         if self._dl is not None:
             return len(self._dl)
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
@@ -289,12 +317,18 @@ class Loader:
         if self._dl is not None:
             yield from self._dl
             return
-        sampler = RandomSampler(self.dataset) if self.shuffle else SequentialSampler(self.dataset)
-        for idxs in BatchSampler(sampler, self.batch_size, self.drop_last):
+        if self.batch_sampler is not None:
+            batches = self.batch_sampler
+        else:
+            sampler = RandomSampler(self.dataset) if self.shuffle else SequentialSampler(self.dataset)
+            batches = BatchSampler(sampler, self.batch_size, self.drop_last)
+        for idxs in batches:
             yield self.dataset.get_batch(idxs)
 
     def __iter__(self):
         for x, y in self._batches():
+            if self.device is not None:
+                x = x.to(self.device, non_blocking=True)
             if x.dtype == torch.uint8:
                 x = self.normalizer.normalize(x) if self.normalizer is not None else x.float().div_(255.0)
             elif x.dtype != torch.float32:
@@ -372,6 +406,26 @@ def _safe_relative(name: str) -> bool:
     return not (len(first) >= 2 and first[1] == ":")  # a Windows drive (C:)
 
 
+class ClassesWarning(UserWarning):
+    """The training classes cannot all be learned: a class without usable images, or only one class."""
+
+
+def _check_classes(root: Path, classes: Sequence, trn_y: np.ndarray) -> None:
+    """Single-label data: warn (one line) about classes without training images, or a lone class."""
+    counts = np.bincount(np.asarray(trn_y, dtype=np.int64), minlength=len(classes))
+    empty = [str(c) for c, n in zip(classes, counts) if n == 0]
+    usable = [str(c) for c, n in zip(classes, counts) if n > 0]
+    if len(usable) < 2:
+        warnings.warn(
+            f"visiontune: only one class with usable training images under {root} ({usable[0]!r}"
+            + (f"; none in {empty}" if empty else "") + "): a classifier needs at least two classes to learn "
+            "anything (from_paths expects path/train/<class>/<images>, one folder per class).",
+            ClassesWarning, stacklevel=4)
+    elif empty:
+        warnings.warn(f"visiontune: class(es) with no usable training images: {empty}; the model can never "
+                      "predict them. Add images or remove those class folders.", ClassesWarning, stacklevel=4)
+
+
 def _filter_readable(root: Path, splits: dict, strict: bool, max_pixels) -> tuple[dict, list]:
     """Probe every file of every split at once; drop unreadable ones (or raise under strict)."""
     order = [(name, i) for name, (fn, _) in splits.items() for i in range(len(fn))]
@@ -424,11 +478,12 @@ class ImageClassifierData:
         trn_norm, val_norm = self.trn_tfms, self.val_tfms
         self.trn_dl = Loader(trn_ds, self.bs, shuffle=True, drop_last=len(trn_ds) > self.bs, num_workers=nw,
                              normalizer=trn_norm, persistent=True)
-        self.val_dl = Loader(val_ds, self.bs, num_workers=nw, normalizer=val_norm, persistent=True)
-        self.fix_dl = Loader(trn_ds.with_transform(self.val_tfms), self.bs, num_workers=nw, normalizer=val_norm)
+        self.val_dl = Loader(val_ds, self.bs, num_workers=nw, normalizer=val_norm, persistent=True, own_rng=True)
+        self.fix_dl = Loader(trn_ds.with_transform(self.val_tfms), self.bs, num_workers=nw, normalizer=val_norm,
+                             own_rng=True)
         self.aug_dl = Loader(val_ds.with_transform(self.trn_tfms), self.bs, num_workers=nw, normalizer=trn_norm)
         if test_ds is not None:
-            self.test_dl = Loader(test_ds, self.bs, num_workers=nw, normalizer=val_norm)
+            self.test_dl = Loader(test_ds, self.bs, num_workers=nw, normalizer=val_norm, own_rng=True)
             self.test_aug_dl = Loader(test_ds.with_transform(self.trn_tfms), self.bs, num_workers=nw,
                                       normalizer=trn_norm)
         else:
@@ -469,6 +524,8 @@ class ImageClassifierData:
         splits, skipped = _filter_readable(root, splits, strict, max_pixels)
         if not splits["trn"][0]:
             raise ValueError(f"no usable training images under {root} (skipped: {len(skipped)})")
+        if kind == "single":
+            _check_classes(root, classes, splits["trn"][1])
 
         def ds(name, t):
             fn, y = splits[name]

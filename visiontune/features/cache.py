@@ -10,7 +10,8 @@ Storage: float32 by default (exact); ``dtype="float16"`` halves the disk and mem
 rounds values to about 3 significant digits, which a linear head does not notice.
 
 Writes are atomic: the array goes to a temp file that is renamed into place, and the sidecar, written
-last, is the commit marker. An entry without its sidecar (a crash mid-write) is never read.
+last, is the commit marker. An entry without its sidecar (a crash mid-write), or whose array does not
+match its sidecar, is never read: it is computed again, and temp files left by a killed run are removed.
 Two runs sharing a cache are serialised per entry by a file lock, so the second one waits and then
 reuses what the first wrote.
 
@@ -98,6 +99,8 @@ class ActivationCache:
             if hit is not None:
                 self.hits += 1
                 return hit
+            for stale in self.root.glob(f".{key}.*.tmp"):  # left by a run killed mid-write (we hold the lock)
+                stale.unlink(missing_ok=True)
             arr = np.ascontiguousarray(compute(), dtype=self.dtype)
             with atomic_write(arr_path, "wb") as f:
                 np.save(f, arr, allow_pickle=False)

@@ -707,7 +707,7 @@ def run_engine(
             total = len(loader)  # type: ignore[arg-type]
         except TypeError:
             total = None
-        bar = tqdm(total=total, desc=f"forward ({engine.kind})", unit="batch", leave=False)
+        bar = tqdm(total=total, desc=f"forward ({engine.kind})", unit="batch", leave=False, disable=None)  # quiet when not a TTY
 
     load_s = forward_s = write_s = 0.0
     written = n_batches = 0

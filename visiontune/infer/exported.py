@@ -162,12 +162,19 @@ class ExportedModel:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file {model_path} named by {json_path} does not exist")
         fmt = meta["format"]
-        if fmt == "onnx":
-            run = _onnx_runner(model_path, meta.get("input_name"), meta.get("output_name"))
-        elif fmt == "torchscript":
-            run = _torchscript_runner(model_path)
-        else:
+        if fmt not in ("onnx", "torchscript"):
             raise ValueError(f"Invalid format {fmt!r} in {json_path}. Only onnx, torchscript are supported.")
+        try:
+            if fmt == "onnx":
+                run = _onnx_runner(model_path, meta.get("input_name"), meta.get("output_name"))
+            else:
+                run = _torchscript_runner(model_path)
+        except Exception as e:  # a corrupt file, or something else (e.g. a pickle) under the model's name
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            what = {"onnx": "an ONNX", "torchscript": "a TorchScript"}[fmt]
+            raise ValueError(f"cannot load {model_path} as {what} model: the file is corrupt or not {what} "
+                             f"export ({type(e).__name__}: {first}). It was not unpickled; export the model "
+                             "again.") from None
         _resample(meta["interpolation"])  # fail now on an unknown interpolation, not on the first image
         return cls(
             path=model_path,

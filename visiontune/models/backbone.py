@@ -124,7 +124,12 @@ def read_weights_file(path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # SafetensorError, or a pickle renamed to .safetensors (never unpickled)
+            raise WeightsNotAvailable(
+                f"refused to load {path}: it is not a valid safetensors file ({type(e).__name__}: {e})"
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a crafted pickle, or not a torch file at all

@@ -18,6 +18,10 @@ Precompute: with ``precompute=True`` the body runs once over the training images
 validation and test; the pooled activations go to an on-disk cache (see ``visiontune.features.cache``)
 and ``fit`` trains the head on them. ``learn.precompute = False`` trains on augmented images, with
 the same head.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the learner joins the process group itself and trains
+data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distributed` and
+``docs/scaling.md``.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ from ..models.backbone import Body, create_body
 from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
 from ..utils.atomic import atomic_write
+from . import distributed
 from .callbacks import Callback
 from .loop import TrainingDiverged, autocast_context, evaluate, predict_outputs, to_device, train_one_epoch
 from .metrics import accuracy, accuracy_multi, metric_name
@@ -80,7 +85,7 @@ def set_seed(seed: int) -> None:
 
 
 def _default_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return distributed.default_device()  # cuda:LOCAL_RANK under torchrun
 
 
 def _bf16_cpu() -> bool:
@@ -96,7 +101,8 @@ class ConvLearner:
     def __init__(self, data, body: Body, head: nn.Module, *, precompute: bool = False, opt_fn=None,
                  metrics=None, engine: str = "auto", precompute_aug: int = 0, cache_dir=None,
                  cache_dtype: str = "float32", device=None, mixed_precision: str | bool = "auto",
-                 models_path=None, verbose: bool = True):
+                 models_path=None, verbose: bool = True, compile: bool = False):
+        distributed.init_distributed()  # no-op unless launched by torchrun with WORLD_SIZE > 1
         self.data = data
         self.body = body
         self.arch = body.arch
@@ -117,7 +123,10 @@ class ConvLearner:
             mixed_precision = self.device.type == "cuda" or _bf16_cpu()
         self.amp = bool(mixed_precision)
         self.channels_last = True  # ~2x faster convolutions on CPU (measured: 2.0 vs 3.7 s per 32-image train step)
-        self.verbose = verbose
+        self.verbose = verbose and distributed.is_main_process()  # only rank 0 prints
+        self.compile = bool(compile)  # torch.compile the training step's module
+        self._wrapped: tuple | None = None  # ((precompute, n_frozen), module run by the training step)
+        self._dist_trn_dl = None  # this rank's shard of the training images, under torchrun
         self.sched = Recorder()
         self.history: list[dict] = []
         self.callbacks: list[Callback] = []
@@ -130,6 +139,7 @@ class ConvLearner:
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        distributed.broadcast_module_state(self.model)  # every rank starts from rank 0's head
         self.freeze()
         self._precompute = False
         self.precompute = precompute
@@ -227,7 +237,15 @@ class ConvLearner:
         )
 
     def _body_digest(self) -> str:
-        return state_digest(self.body)
+        # Hashing every weight costs ~0.1-0.3 s; it is redone only when a body tensor changed (data pointer /
+        # in-place version counter), not on every epoch's cache lookup.
+        from ..features.engine import _weights_key
+
+        key = _weights_key(self.body)
+        memo = getattr(self, "_digest_memo", None)
+        if memo is None or memo[0] != key:
+            memo = self._digest_memo = (key, state_digest(self.body))
+        return memo[1]
 
     def _features_module(self) -> nn.Module:
         return nn.Sequential(self.body, self.pool)
@@ -238,7 +256,8 @@ class ConvLearner:
         digest = state_digest(module)
         key = (module_name, digest)
         if key not in self._engines:
-            self._engines.clear()
+            for stale in [k for k in self._engines if k[0] == module_name]:
+                del self._engines[stale]
             sz = self.data.sz
             self._engines[key] = create_engine(module, kind=self.engine_kind, example_input_shape=(1, 3, sz, sz),
                                                device=self.device, n_images=n_images)
@@ -260,10 +279,14 @@ class ConvLearner:
             return self._acts[key]
 
         def compute():
-            return self._compute_acts(self._view_loader(split, view, seed), len(ds))
+            loader = self._view_loader(split, view, seed)
+            if not distributed.is_distributed():
+                return self._compute_acts(loader, len(ds))
+            # each rank runs its contiguous shard; all ranks get the whole array, in order
+            return distributed.all_gather_array(self._compute_acts(distributed.shard_loader(loader), len(ds)))
 
-        arr = self.cache.get_or_compute(key, compute, meta={"arch": self.arch.name, "split": split, "view": view,
-                                                             "n": len(ds)})
+        arr = distributed.cached_array(self.cache, key, compute, meta={"arch": self.arch.name, "split": split,
+                                                                       "view": view, "n": len(ds)})
         self._acts[key] = arr
         return arr
 
@@ -328,7 +351,23 @@ class ConvLearner:
     def _train_loader(self, epoch_seed: int):
         if self.precompute:
             return list(self._train_act_batches(epoch_seed))
-        return self.data.trn_dl
+        if not distributed.is_distributed():
+            return self._fed(self.data.trn_dl)
+        dl = self.data.trn_dl
+        if self._dist_trn_dl is None or self._dist_trn_dl.dataset is not dl.dataset:
+            from ..data.sources import Loader
+
+            sampler = distributed.ShardedBatchSampler(len(dl.dataset), dl.batch_size, dl.drop_last)
+            self._dist_trn_dl = Loader(dl.dataset, dl.batch_size, num_workers=dl.num_workers, normalizer=dl.normalizer,
+                                       batch_sampler=sampler, persistent=True)
+        self._dist_trn_dl.batch_sampler.set_epoch(epoch_seed)  # same shuffle on every rank; each takes its slice
+        return self._fed(self._dist_trn_dl)
+
+    def _fed(self, loader):
+        """On CUDA, the loader copies uint8 batches from pinned memory and normalises them on the GPU."""
+        if self.device.type == "cuda" and hasattr(loader, "with_device"):
+            return loader.with_device(self.device)
+        return loader
 
     def _iters_per_epoch(self) -> int:
         if self.precompute:
@@ -337,7 +376,23 @@ class ConvLearner:
         return len(self.data.trn_dl)
 
     def _train_module(self) -> nn.Module:
-        return self.head if self.precompute else self.model
+        """What the training step runs: the head (on activations) or the model, under DDP when distributed
+        (images only: the head on activations trains replicated, every rank running identical steps),
+        compiled when ``compile=True``. Rebuilt when the trainable parameters change."""
+        key = (self.precompute, self._n_frozen)
+        if self._wrapped is None or self._wrapped[0] != key:
+            module = self.head if self.precompute else distributed.ddp_wrap(self.model, self.device)
+            self._wrapped = (key, torch.compile(module) if self.compile else module)
+        return self._wrapped[1]
+
+    def _loss_reducer(self):
+        """Under DDP each rank's loss covers its slice of the batch: log and check the mean over ranks."""
+        return distributed.all_reduce_mean if distributed.is_distributed() and not self.precompute else None
+
+    def _sync_ranks(self) -> None:
+        """Every rank continues from rank 0's weights and RNG states (so seeded draws agree)."""
+        distributed.sync_random_state()
+        distributed.broadcast_module_state(self.model)
 
     def fit(self, lrs, n_cycle: int, cycle_len: float | None = None, cycle_mult: float = 1, wds=None,
             callbacks: Sequence[Callback] = (), seed: int | None = None, checkpoint=None, resume: dict | None = None):
@@ -355,6 +410,7 @@ class ConvLearner:
             raise ValueError("n_cycle must be at least 1")
         if seed is not None:
             set_seed(seed)
+        self._sync_ranks()
         n_epochs = sgdr_epochs(n_cycle, cycle_len, cycle_mult)
         ipe = self._iters_per_epoch()
         mults = fit_multipliers(n_cycle, cycle_len, cycle_mult, ipe)
@@ -384,9 +440,11 @@ class ConvLearner:
                 trn_loss, it, stopped = train_one_epoch(
                     module, self.crit, optimizer, self._train_loader(epoch_base + epoch), base, mults, it,
                     self.device, amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-                    set_train_mode=set_mode, on_batch_end=on_batch, progress=progress)
+                    set_train_mode=set_mode, on_batch_end=on_batch, progress=progress, reduce_loss=self._loss_reducer())
                 if progress is not None:
                     progress.close()
+                # rank 0's BatchNorm statistics (DDP keeps the parameters equal); the replicated head entirely
+                distributed.broadcast_module_state(self.head if self.precompute else self.model, params=self.precompute)
                 self.sched.epoch_ends.append(it)
                 vals = self.validate()
                 logs = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": vals[0],
@@ -401,7 +459,7 @@ class ConvLearner:
                 self._print_epoch(epoch, trn_loss, vals)
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]) or stopped:
                     stop = True
-                if checkpoint is not None:
+                if checkpoint is not None and distributed.is_main_process():
                     from .checkpoint import save_checkpoint
 
                     save_checkpoint(checkpoint, self, optimizer, callbacks, epoch=epoch, iteration=it,
@@ -439,9 +497,19 @@ class ConvLearner:
         y = np.asarray(self.data.val_y if split == "valid" else np.zeros(len(ds), dtype=np.int64))
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split)), y
-        loader = self.data.val_dl if split == "valid" else self.data.test_dl
-        out, _ = predict_outputs(self.model, loader, self.device, amp=self.amp, channels_last=self.channels_last)
-        return out, y
+        return self._predict_images(self.data.val_dl if split == "valid" else self.data.test_dl), y
+
+    def _predict_images(self, loader) -> np.ndarray:
+        """Model outputs over an ordered loader; under torchrun each rank runs its shard and all get the whole."""
+        if distributed.is_distributed():
+            loader = distributed.shard_loader(loader)
+            out, _ = predict_outputs(self.model, self._fed(loader), self.device, amp=self.amp,
+                                     channels_last=self.channels_last)
+            return distributed.all_gather_array(out)
+        from ..features.engine import run_engine
+
+        # The same forward engine as precompute (ONNX Runtime / OpenVINO / bf16 where available).
+        return run_engine(self._engine("model", self.model, len(loader.dataset)), self._fed(loader))
 
     @torch.no_grad()
     def _head_outputs(self, acts: np.ndarray, bs: int = 4096) -> np.ndarray:
@@ -482,9 +550,7 @@ class ConvLearner:
         view = f"tta{k}"
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split, f"aug-{view}", seed))
-        loader = self._view_loader(split, f"aug-{view}", seed)
-        out, _ = predict_outputs(self.model, loader, self.device, amp=self.amp, channels_last=self.channels_last)
-        return out
+        return self._predict_images(self._view_loader(split, f"aug-{view}", seed))
 
     # ---------------------------------------------------------------- lr finder
     def lr_find(self, start_lr=1e-5, end_lr=10, wds=None, num_it: int | None = None, stop_div: bool = True):
@@ -494,6 +560,7 @@ class ConvLearner:
         ``num_it`` is longer than an epoch). Stops early once the smoothed loss exceeds 4x its
         minimum. ``learn.sched.plot()`` shows the curve with the suggested rate.
         """
+        self._sync_ranks()
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
         ipe = self._iters_per_epoch()
@@ -523,7 +590,7 @@ class ConvLearner:
                     _, it, stopped = train_one_epoch(
                         module, self.crit, optimizer, self._train_loader(epoch), base, rates, it, self.device,
                         amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-                        set_train_mode=set_mode, on_batch_end=on_batch)
+                        set_train_mode=set_mode, on_batch_end=on_batch, reduce_loss=self._loss_reducer())
                 except TrainingDiverged:
                     stopped = True
                 epoch += 1
@@ -535,6 +602,7 @@ class ConvLearner:
             self._engines.clear()
         if len(self.sched.lrs) >= 2:
             self.sched.suggest()
+        self.sched = distributed.broadcast_object(self.sched)  # one answer on every rank: rank 0's
         return self.sched
 
     # ---------------------------------------------------------------- save / load / data
@@ -546,9 +614,11 @@ class ConvLearner:
         from safetensors.torch import save
 
         path = self._weights_path(name)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        with atomic_write(path, "wb") as f:
-            f.write(save(state, metadata={"arch": self.arch.name, "classes": ",".join(map(str, self.data.classes or []))}))
+        if distributed.is_main_process():  # under torchrun only rank 0 writes; the others wait for the file
+            state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            with atomic_write(path, "wb") as f:
+                f.write(save(state, metadata={"arch": self.arch.name, "classes": ",".join(map(str, self.data.classes or []))}))
+        distributed.barrier()
         return path
 
     def load(self, name_or_path) -> None:

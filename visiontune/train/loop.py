@@ -50,8 +50,12 @@ def train_one_epoch(
     set_train_mode: Callable[[], None] | None = None,
     on_batch_end: Callable[[int, float, float], bool] | None = None,
     progress=None,
+    reduce_loss: Callable[[torch.Tensor], float] | None = None,
 ) -> tuple[float, int, bool]:
     """Train for one pass over ``loader``; the rate at global iteration ``i`` is ``base * multipliers[i]``.
+
+    ``reduce_loss`` turns each batch's loss into the number that is logged and checked (under
+    torchrun: the mean over ranks, so every rank records, stops and diverges on the same values).
 
     Returns (mean loss, next iteration index, stopped early). Raises :class:`TrainingDiverged`
     on a NaN/Inf loss, before the optimizer step that would spread it into the weights.
@@ -66,7 +70,7 @@ def train_one_epoch(
         with autocast_context(device, amp):
             out = model(x)
         loss = loss_fn(out.float(), y)
-        value = float(loss.detach())
+        value = float(loss.detach()) if reduce_loss is None else reduce_loss(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"the training loss became {value} at iteration {it} (learning rate {optimizer.param_groups[-1]['lr']:.3g}); "

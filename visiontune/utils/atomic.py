@@ -12,6 +12,7 @@ A crash or a full disk mid-write never leaves a half-written file under the fina
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -20,21 +21,63 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb", encoding: str | None = None):
-    """Open a temp file for writing; on success rename it over ``path``; on error remove it."""
+    """Open a temp file for writing; on success rename it over ``path``; on error remove it.
+
+    An ``OSError`` while writing (a full disk, a quota, a read-only folder) is re-raised as the same
+    ``OSError`` type and errno with a message naming ``path`` and saying that the previous version,
+    if any, is unchanged.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from e
+    in_body = False
     try:
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
+            in_body = True
             yield f
+            in_body = False
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        # our own flush/fsync/rename failed, or the caller's write hit a full or read-only disk
+        # (other errors from the caller's block, e.g. reading a source file, pass through unchanged)
+        if isinstance(e, OSError) and e.errno is not None and (not in_body or e.errno in _WRITE_ERRNOS):
+            raise _write_error(path, e) from e
         raise
+    _fsync_dir(path.parent)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _write_error(path: Path, err: OSError) -> OSError:
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        what = "the disk is full (no space left on device)"
+    else:
+        what = err.strerror or str(err)
+    return type(err)(err.errno, f"cannot write {path}: {what}; the previous version of the file, if any, is "
+                                f"unchanged and no partial file was left")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

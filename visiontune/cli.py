@@ -1,0 +1,392 @@
+"""The ``visiontune`` command line: train, predict, submit, export, report, inspect, demo.
+
+Every command is one call in the Python API:
+
+=================  ===============================================================
+command            Python
+=================  ===============================================================
+``train``          ``visiontune.train.recipe.train_run(TrainConfig(...))``
+``predict``        ``visiontune.infer.predict.predict_paths(model, paths)``
+``submit``         ``visiontune.infer.submit.make_submission(model, test_dir, out)``
+``export``         ``visiontune.train.recipe.export_run(run_dir, fmt)``
+``report``         ``visiontune.report.write_report(run_dir)``
+``inspect``        ``visiontune.data.inspect_dataset(path)``
+``demo``           ``visiontune.demo.run_demo()``
+=================  ===============================================================
+
+Exit codes: 0 success; 1 a user mistake or a failed run (one line ``visiontune: error: ...``, no
+traceback; ``--verbose`` shows it); 2 bad command-line usage; 130 interrupted (Ctrl-C), with the
+command that resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+import traceback
+from pathlib import Path
+
+PROG = "visiontune"
+
+_MAIN_EPILOG = """\
+examples:
+  visiontune demo                                   # offline: trains on built-in shapes, writes runs/demo/report.html
+  visiontune train data/dogscats --out runs/dc      # folders: train/<class>/, valid/<class>/
+  visiontune train data/dogbreeds --csv labels.csv --suffix .jpg --out runs/breeds
+  visiontune predict runs/dc photos/ --top-k 2
+  visiontune submit runs/breeds data/dogbreeds/test --out submission.csv
+  visiontune report runs/dc
+
+Run `visiontune COMMAND --help` for each command's options.
+"""
+
+_TRAIN_EPILOG = """\
+examples:
+  visiontune train data/hymenoptera --out runs/ants           # the full recipe (unfrozen phase if it fits)
+  visiontune train data/hymenoptera --fast                    # precompute only: seconds on a CPU
+  visiontune train data/hymenoptera --budget 300              # the best model that fits in 5 minutes
+  visiontune train data/dogbreeds --csv labels.csv --suffix .jpg --test-name test
+  visiontune train data/planet --csv train_v2.csv --suffix .jpg --multi-label --aug top_down
+  visiontune train --resume runs/ants                         # continue an interrupted run
+
+The recipe (fastai lesson 1-2's "Overview of the Steps"):
+  1 augmentation on, precompute activations (+ --precompute-aug augmented views per image)
+  2 lr_find on the head; rate = suggestion clipped to [1e-3, 1e-1] (--lr to set it)
+  3 head on precomputed activations (--head-epochs, 2)
+  4 head with augmentation, cycle_len=1 (--aug-epochs, 3)
+  5 unfreeze      6 rates lr/f^2, lr/f, lr (--lr-ratio f, 3)      7 lr_find again
+  8 SGDR cycle_len=1 cycle_mult=2 until the validation loss stops improving (--max-cycles 3)
+Steps 5-8 run only when they fit: --unfrozen-budget seconds (default 60) or what --budget
+leaves; the weights with the lowest validation loss are kept. Then TTA, export, report.
+
+Run folder: config.json, metrics.csv/json, lr_find.json, schedule.json, best.safetensors,
+checkpoint.pt, val_predictions.csv, model.onnx + model.json, report.html, ...
+"""
+
+_PREDICT_EPILOG = """\
+examples:
+  visiontune predict runs/ants photo.jpg                  # top 3 classes, CSV on stdout
+  visiontune predict runs/ants/model.json photos/ --top-k 1 --tta --format json --out preds.json
+"""
+
+_SUBMIT_EPILOG = """\
+examples:
+  visiontune submit runs/breeds data/dogbreeds/test --out submission.csv   # id + one column per breed
+  visiontune submit runs/dogscats data/dogscats/test1 --out sub.csv --binary  # id,label = p(dog)
+"""
+
+_EXPORT_EPILOG = """\
+examples:
+  visiontune export runs/ants                       # runs/ants/model.onnx + model.json
+  visiontune export runs/ants --format torchscript  # runs/ants/model.pt + model.json
+"""
+
+_REPORT_EPILOG = """\
+examples:
+  visiontune report runs/ants                # writes runs/ants/report.html
+  visiontune report runs/ants --out ants.html
+"""
+
+_INSPECT_EPILOG = """\
+examples:
+  visiontune inspect data/hymenoptera
+  visiontune inspect data/dogbreeds --csv labels.csv --suffix .jpg --out inspect/   # + size histograms
+"""
+
+_DEMO_EPILOG = """\
+examples:
+  visiontune demo                          # built-in generated shapes, offline, about a minute
+  visiontune demo --data data/hymenoptera  # your own folder (train/<class>/, valid/<class>/)
+  visiontune demo --download URL --sha256 HEX   # a zip/tar of such folders, checksum verified
+"""
+
+
+class UsageError(Exception):
+    """A wrong combination of options (exit code 2)."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data.imageio import ImageLoadError
+    from .models.backbone import WeightsNotAvailable
+    from .train.loop import TrainingDiverged
+
+    return (ValueError, OSError, WeightsNotAvailable, ImageLoadError, TrainingDiverged, KeyError)
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final result")
+    g.add_argument("-v", "--verbose", action="store_true", help="more detail; tracebacks on errors")
+    return p
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=_formatter,
+        description="From a folder or CSV of labelled photos to an accurate, exported image classifier "
+                    "(the fastai lesson-1 recipe).",
+        epilog=_MAIN_EPILOG)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"visiontune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # train ---------------------------------------------------------------------------------------------
+    t = sub.add_parser("train", parents=[common], formatter_class=_formatter, epilog=_TRAIN_EPILOG,
+                       help="train a classifier with the lesson's recipe",
+                       description="Train an image classifier with the 8-step recipe; write a run folder.")
+    t.add_argument("data", nargs="?", help="data folder (train/<class>/ + valid|val/<class>/, or images + --csv)")
+    t.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder (no DATA needed)")
+    t.add_argument("--out", metavar="RUN", help="run folder to write (default runs/<data name>)")
+    d = t.add_argument_group("data")
+    d.add_argument("--csv", metavar="FILE", help="labels CSV (file id, label); images in DATA/--folder")
+    d.add_argument("--suffix", default="", help="appended to each CSV id to name its file, e.g. .jpg")
+    d.add_argument("--folder", default="train", help="image folder for --csv (default: train)")
+    d.add_argument("--val-name", default="valid", help="validation folder (default valid, falls back to val)")
+    d.add_argument("--val-pct", type=float, default=0.2, help="validation share for --csv (get_cv_idxs)")
+    d.add_argument("--test-name", metavar="FOLDER", help="also precompute this unlabelled folder (e.g. test)")
+    d.add_argument("--multi-label", action="store_true", help="CSV labels are space-separated tags")
+    d.add_argument("--regression", action="store_true", help="CSV labels are numbers")
+    d.add_argument("--size", type=int, default=224, help="image size the network sees (default 224)")
+    d.add_argument("--bs", type=int, default=32, help="batch size (default 32)")
+    d.add_argument("--aug", choices=("side_on", "top_down", "none"), default="side_on",
+                   help="augmentation: side_on photos (flips), top_down (dihedral), none")
+    m = t.add_argument_group("model and recipe")
+    m.add_argument("--arch", default="efficientnet_lite0",
+                   help="backbone (efficientnet_lite0/1/2 work offline; resnet34, ... or any timm name)")
+    m.add_argument("--weights", metavar="FILE", help="backbone weights file (.safetensors / .pth)")
+    m.add_argument("--engine", default="auto", help="forward engine for precompute: auto, openvino, onnxruntime, torch...")
+    m.add_argument("--fast", action="store_true", help="precompute only (steps 1-4): no unfreezing")
+    m.add_argument("--budget", type=_positive_float, metavar="SECONDS", help="total time budget: the best model that fits")
+    m.add_argument("--unfrozen-budget", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="seconds for steps 5-8 when --budget is not given (default 60)")
+    m.add_argument("--lr", type=_positive_float, help="head learning rate (default: chosen by lr_find)")
+    m.add_argument("--lr-ratio", type=float, default=3.0, help="each layer group this much lower than the next (3)")
+    m.add_argument("--precompute-aug", type=int, default=2, metavar="K", help="augmented views cached per image (2)")
+    m.add_argument("--head-epochs", type=int, default=2, help="step 3 epochs (2)")
+    m.add_argument("--aug-epochs", type=int, default=3, help="step 4 epochs (3)")
+    m.add_argument("--max-cycles", type=int, default=3, help="SGDR cycles at most in step 8 (3 = 7 epochs)")
+    m.add_argument("--patience", type=int, default=2, help="stop step 8 after this many epochs without improvement")
+    m.add_argument("--tta", type=int, default=4, metavar="N", help="augmented views for TTA (4; 0 = none)")
+    m.add_argument("--ps", type=float, help="head dropout")
+    m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    m.add_argument("--export-format", choices=("onnx", "torchscript"), default="onnx")
+    m.add_argument("--cache-dir", metavar="DIR", help="activation cache (default $VISIONTUNE_CACHE or ~/.cache/visiontune)")
+    m.add_argument("--num-workers", type=int, help="image-loading worker processes")
+    t.set_defaults(func=cmd_train)
+
+    # predict -------------------------------------------------------------------------------------------
+    p = sub.add_parser("predict", parents=[common], formatter_class=_formatter, epilog=_PREDICT_EPILOG,
+                       help="predict classes of images with an exported model",
+                       description="Predict with an exported model (a run folder, model.json or model.onnx).")
+    p.add_argument("model", help="run folder, model.json, or model.onnx / model.pt")
+    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
+    p.add_argument("--tta", action="store_true", help="average 5 deterministic views (flips, zooms)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_predict)
+
+    # submit --------------------------------------------------------------------------------------------
+    s = sub.add_parser("submit", parents=[common], formatter_class=_formatter, epilog=_SUBMIT_EPILOG,
+                       help="write a Kaggle-style submission CSV",
+                       description="Kaggle-style submission: id (file stem) + one probability column per class.")
+    s.add_argument("model", help="run folder, model.json, or model.onnx")
+    s.add_argument("test_dir", help="folder of test images")
+    s.add_argument("--out", required=True, metavar="FILE", help="submission CSV to write")
+    s.add_argument("--binary", action="store_true", help="two classes: id,label = probability of class 1")
+    s.add_argument("--tta", action="store_true", help="average 5 deterministic views")
+    s.set_defaults(func=cmd_submit)
+
+    # export --------------------------------------------------------------------------------------------
+    e = sub.add_parser("export", parents=[common], formatter_class=_formatter, epilog=_EXPORT_EPILOG,
+                       help="export a run's best weights to ONNX or TorchScript",
+                       description="Export best.safetensors of a run as ONNX / TorchScript, with model.json beside it.")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    e.add_argument("--out", metavar="DIR", help="folder to write (default: the run folder)")
+    e.set_defaults(func=cmd_export)
+
+    # report --------------------------------------------------------------------------------------------
+    r = sub.add_parser("report", parents=[common], formatter_class=_formatter, epilog=_REPORT_EPILOG,
+                       help="write the self-contained HTML report of a run",
+                       description="Write report.html for a run folder (plots embedded; no network needed).")
+    r.add_argument("run", help="run folder")
+    r.add_argument("--out", metavar="FILE", help="HTML file (default RUN/report.html)")
+    r.set_defaults(func=cmd_report)
+
+    # inspect -------------------------------------------------------------------------------------------
+    i = sub.add_parser("inspect", parents=[common], formatter_class=_formatter, epilog=_INSPECT_EPILOG,
+                       help="look at a dataset: counts, sizes, unreadable files, duplicates",
+                       description="Scan a dataset folder and report class counts, sizes and problems.")
+    i.add_argument("data", help="data folder")
+    i.add_argument("--csv", metavar="FILE", help="labels CSV")
+    i.add_argument("--suffix", default="", help="appended to CSV ids")
+    i.add_argument("--folder", default="train", help="image folder for --csv")
+    i.add_argument("--out", metavar="DIR", help="save width/height histograms here")
+    i.add_argument("--json", action="store_true", help="print the full result as JSON")
+    i.set_defaults(func=cmd_inspect)
+
+    # demo ----------------------------------------------------------------------------------------------
+    dm = sub.add_parser("demo", parents=[common], formatter_class=_formatter, epilog=_DEMO_EPILOG,
+                        help="train on a built-in dataset and write a report (offline, ~1 minute)",
+                        description="Generate a small shapes dataset, train on it and write the report.")
+    dm.add_argument("--data", metavar="DIR", help="use this folder instead of the generated shapes")
+    dm.add_argument("--out", default="runs/demo", metavar="RUN", help="run folder (default runs/demo)")
+    dm.add_argument("--download", metavar="URL", help="fetch a zip/tar dataset instead (needs --sha256)")
+    dm.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the --download archive")
+    dm.add_argument("--budget", type=_positive_float, default=60.0, metavar="SECONDS", help="time budget (60)")
+    dm.add_argument("--seed", type=int, default=42)
+    dm.set_defaults(func=cmd_demo)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def _say(args, msg: str) -> None:
+    if not args.quiet:
+        print(msg, flush=True)
+
+
+def cmd_train(args) -> int:
+    from .train.recipe import TrainConfig, train_run
+
+    if args.resume:
+        if args.data:
+            raise UsageError("give either DATA or --resume RUN, not both")
+        result = train_run(TrainConfig(data="", verbose=not args.quiet), resume=args.resume)
+    else:
+        if not args.data:
+            raise UsageError("DATA is required (or --resume RUN)")
+        cfg = TrainConfig(
+            data=args.data, csv=args.csv, suffix=args.suffix, folder=args.folder, val_name=args.val_name,
+            val_pct=args.val_pct, test_name=args.test_name, arch=args.arch, size=args.size, bs=args.bs,
+            out=args.out, fast=args.fast, budget=args.budget, unfrozen_budget=args.unfrozen_budget,
+            multi_label=args.multi_label, regression=args.regression, seed=args.seed, weights=args.weights,
+            engine=args.engine, aug=args.aug, precompute_aug=args.precompute_aug, head_epochs=args.head_epochs,
+            aug_epochs=args.aug_epochs, lr=args.lr, lr_ratio=args.lr_ratio, max_cycles=args.max_cycles,
+            patience=args.patience, tta=args.tta, ps=args.ps, export_format=args.export_format,
+            cache_dir=args.cache_dir, num_workers=args.num_workers, verbose=not args.quiet)
+        result = train_run(cfg)
+    if args.quiet:
+        print(result.summary())
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .infer.predict import format_predictions, predict_paths
+    from .utils.atomic import atomic_write_text
+
+    rows = predict_paths(args.model, args.images, top_k=args.top_k, tta=args.tta)
+    text = format_predictions(rows, args.format, args.top_k)
+    if args.out:
+        atomic_write_text(args.out, text)
+        _say(args, f"wrote {len(rows)} predictions to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from .infer.submit import make_submission
+
+    out = make_submission(args.model, args.test_dir, args.out, binary=args.binary, tta=args.tta)
+    _say(args, f"wrote {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .train.recipe import export_run
+
+    path = export_run(args.run, fmt=args.format, out_dir=args.out)
+    _say(args, f"exported {path} (+ {path.with_suffix('.json').name})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.run, out=args.out)
+    _say(args, f"wrote {path}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    import json
+
+    from .data import format_inspection, inspect_dataset
+
+    rep = inspect_dataset(args.data, out_dir=args.out, csv=args.csv, suffix=args.suffix, folder=args.folder)
+    print(json.dumps(rep, indent=2) if args.json else format_inspection(rep))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    result = run_demo(data=args.data, out=args.out, download=args.download, sha256=args.sha256,
+                      budget=args.budget, verbose=not args.quiet, seed=args.seed)
+    print(f"demo finished: open {result.report_path}" if result.report_path else result.summary())
+    return 0
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    lines = text.splitlines()
+    first = lines[0].rstrip(":")
+    if len(lines) > 1:
+        first += f" (+{len(lines) - 1} more lines; --verbose shows them)"
+    return first
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    try:
+        return args.func(args)
+    except UsageError as e:
+        parser.exit(2, f"{PROG} {args.command}: error: {e}\n")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI boundary: one line, no traceback
+        from .train.recipe import TrainingInterrupted
+
+        if isinstance(e, TrainingInterrupted):
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 130
+        if verbose:
+            traceback.print_exc()
+        if isinstance(e, _user_errors()):
+            print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        else:
+            print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} (an internal error; --verbose shows "
+                  "the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Predictions from an exported model: ``visiontune predict MODEL IMAGES_OR_DIR...``.
+
+>>> rows = predict_paths("runs/ants", ["ant.jpg", "photos/"], top_k=2)   # doctest: +SKIP
+>>> rows[0]["top"]                                                         # doctest: +SKIP
+[('ants', 0.97), ('bees', 0.03)]
+
+``MODEL`` is a run folder (its ``model.json``), a ``model.json`` or the model file beside it.
+Folders are searched recursively for image files (hidden files skipped), in sorted order.
+``tta=True`` averages the exported model's five deterministic views (see ``ExportedModel``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .exported import ExportedModel
+
+__all__ = ["load_model", "list_images", "predict_paths", "format_predictions"]
+
+
+def load_model(model) -> ExportedModel:
+    """An :class:`ExportedModel` from a run folder, ``model.json``, or ``model.onnx`` / ``model.pt``."""
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} does not exist (give a run folder, model.json or model.onnx)")
+    if path.is_dir() and not (path / "model.json").is_file():
+        raise FileNotFoundError(f"{path} holds no model.json: run `visiontune export {path}` first")
+    return ExportedModel.load(path)
+
+
+def list_images(inputs: Sequence) -> list[Path]:
+    """Image files named in ``inputs`` (files, or folders searched recursively), in order, without repeats."""
+    from ..data.imageio import IMAGE_EXTENSIONS
+
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise FileNotFoundError(f"no image files in folder {p}")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"image or folder {p} does not exist")
+    return list(dict.fromkeys(out))
+
+
+def _readable(paths: list[Path], strict: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    from ..data.imageio import probe_image
+
+    ok, bad = [], []
+    for p in paths:
+        reason = probe_image(p)
+        (bad.append((p, reason)) if reason else ok.append(p))
+    if bad and strict:
+        raise ValueError(f"{len(bad)} file(s) cannot be read as images, e.g. {bad[0][0]}: {bad[0][1]}")
+    return ok, bad
+
+
+def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, batch_size: int = 32,
+                  strict: bool = False) -> list[dict]:
+    """One dict per image: ``file``, ``top`` ([(class, probability)] best first), ``probs`` (all classes).
+
+    Unreadable files are skipped with a note on stderr (``strict=True``: an error).
+    For a regression model ``top`` is empty and ``values`` holds the outputs.
+    """
+    if top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+    m = model if isinstance(model, ExportedModel) else load_model(model)
+    paths, bad = _readable(list_images(inputs), strict)
+    for p, reason in bad:
+        print(f"visiontune: skipped {p}: {reason}", file=sys.stderr)
+    out = m.predict_images(paths, tta=tta, batch_size=batch_size) if paths else np.zeros((0, len(m.classes)))
+    rows = []
+    for p, o in zip(paths, out):
+        if m.kind == "reg":
+            rows.append({"file": str(p), "top": [], "values": dict(zip(m.classes, map(float, o)))})
+            continue
+        order = np.argsort(-o, kind="stable")[:top_k]
+        rows.append({"file": str(p), "top": [(m.classes[i], float(o[i])) for i in order],
+                     "probs": dict(zip(m.classes, map(float, o)))})
+    return rows
+
+
+def format_predictions(rows: list[dict], fmt: str = "csv", top_k: int = 3) -> str:
+    """CSV (file, label_1, prob_1, ...) or JSON text for :func:`predict_paths` rows."""
+    if fmt == "json":
+        return json.dumps([{"file": r["file"], **({"top": [{"label": c, "prob": p} for c, p in r["top"]]} if r["top"]
+                                                  or "values" not in r else {}),
+                            **({"values": r["values"]} if "values" in r else {})} for r in rows], indent=2) + "\n"
+    if fmt != "csv":
+        raise ValueError(f"invalid format {fmt!r}. Only csv, json are supported.")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if rows and "values" in rows[0]:
+        names = list(rows[0]["values"])
+        w.writerow(["file"] + names)
+        for r in rows:
+            w.writerow([r["file"]] + [f"{v:.6g}" for v in r["values"].values()])
+        return buf.getvalue()
+    k = max((len(r["top"]) for r in rows), default=top_k)
+    w.writerow(["file"] + [h for i in range(1, k + 1) for h in (f"label_{i}", f"prob_{i}")])
+    for r in rows:
+        w.writerow([r["file"]] + [v for c, p in r["top"] for v in (c, f"{p:.6f}")])
+    return buf.getvalue()

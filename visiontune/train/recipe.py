@@ -1,0 +1,848 @@
+"""The lesson's 8-step recipe as one function: ``train_run(TrainConfig(data=...)) -> RunResult``.
+
+This is what ``visiontune train`` runs. The notes' "Overview of the Steps", and what each becomes here:
+
+1. **Augmentation on, precompute on.** Training transforms are ``transforms_side_on`` (or
+   ``top_down``) with ``max_zoom=1.1``. The body runs once over train / validation (and test) and
+   the pooled activations go to the activation cache; ``precompute_aug=K`` (default 2) also caches
+   ``K`` augmented views of every training image, so the head sees augmentation at precompute speed.
+2. **lr_find** on the precomputed head (``num_it=100``; the data cycles). Rule: the Recorder's
+   suggestion (rate at the lowest smoothed loss, divided by 10), clipped to ``[1e-3, 1e-1]``
+   (:data:`HEAD_LR_RANGE`). ``--lr`` overrides it.
+3. **Head on precomputed activations**, ``head_epochs`` (2) epochs at a constant rate.
+4. **Head with augmentation**, ``cycle_len=1``, ``aug_epochs`` (3) epochs. With ``precompute_aug > 0``
+   this trains on the cached augmented views (each epoch draws one view per image); with
+   ``precompute_aug=0`` it sets ``precompute=False`` and runs the frozen body on augmented images.
+5. **Unfreeze.**
+6. **Differential rates** ``[lr / f**2, lr / f, lr]`` for (early body, late body, head), ``f =
+   lr_ratio = 3`` (the notes allow 3-10x; 3 is the lesson-2 choice ``lr/9, lr/3, lr``).
+7. **lr_find again**, unfrozen, on a short sweep around the head rate (``lr/100 .. lr*10``, 5-20
+   iterations: a full forward+backward is ~100x dearer than a head step on a CPU). Rule: the
+   suggestion clipped to ``[lr/10, lr]`` (the fine-tuning rate never exceeds the head's).
+8. **SGDR** ``cycle_len=1, cycle_mult=2`` for up to ``max_cycles`` (3: 1+2+4 = 7 epochs), stopped
+   early when the validation loss has not improved for ``patience`` (2) epochs.
+
+Throughout, the weights with the lowest validation loss (any phase) are kept in
+``best.safetensors`` and are the model that is evaluated (TTA) and exported.
+
+**Time.** Steps 1-4 cost seconds (a linear head on cached activations). Steps 5-8 train the whole
+network: on a 2-core CPU one epoch of efficientnet_lite0 on 245 images takes 15-100 s. So the
+unfrozen phase runs only when it fits: before step 7 the recipe times one forward+backward step
+on 8 images and estimates the cost of the sweep, one epoch and the final TTA. It gets
+``unfrozen_budget`` seconds (default :data:`DEFAULT_UNFROZEN_BUDGET` = 60 s; on a GPU that is the
+whole SGDR schedule, on a CPU zero to two epochs), or, with ``budget`` set, whatever the total
+budget leaves. A ``TimeBudget`` callback stops SGDR when the next epoch would not fit. ``fast=True``
+runs steps 1-4 only. Every run ends with TTA, an exported model and a report.
+
+**Resuming.** Every epoch writes ``checkpoint.pt`` (fit state) and every finished step is recorded
+in ``progress.json`` with the weights at that point (``weights_after_<step>.safetensors``). Ctrl-C raises
+:class:`TrainingInterrupted` after saving; ``train_run(resume=RUN)`` rebuilds the same data and
+learner from ``config.json``, skips finished steps and resumes the interrupted fit from its
+checkpoint. Each step starts from its own seed (``seed + step``), so a resumed run ends with the
+same numbers as an uninterrupted one (without a time budget, which depends on the clock).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..utils.atomic import atomic_write, atomic_write_json, atomic_write_text
+from .callbacks import Callback, EarlyStopping, TimeBudget
+
+HEAD_LR_RANGE = (1e-3, 1e-1)
+DEFAULT_UNFROZEN_BUDGET = 60.0
+EXPORT_RESERVE_S = 15.0  # export + report, kept free when a total budget is given
+STEPS = ("precompute", "lr_find_head", "head_precompute", "head_aug", "unfreeze", "differential_lrs",
+         "lr_find_unfrozen", "sgdr_unfrozen")
+RUN_FILES = ("config.json", "classes.json", "preprocessing.json", "metrics.csv", "metrics.json", "lr_find.json",
+             "schedule.json", "best.safetensors", "checkpoint.pt", "val_predictions.csv", "data_summary.json",
+             "aug_previews.png", "model.onnx", "model.json", "report.html")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: the state is saved; ``run_dir`` says where to resume from."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        super().__init__(f"interrupted; resume with: visiontune train --resume {self.run_dir}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``visiontune train`` takes. ``data`` is the only required field."""
+
+    data: str
+    csv: str | None = None  # labels CSV (name under data, or a path): images in data/<folder>/<id><suffix>
+    suffix: str = ""
+    folder: str = "train"
+    val_name: str = "valid"  # folder layout: 'valid' falls back to 'val'
+    test_name: str | None = None
+    val_pct: float = 0.2  # CSV layout: get_cv_idxs(n, val_pct=...)
+    arch: str = "efficientnet_lite0"
+    size: int = 224
+    bs: int = 32
+    out: str | None = None
+    fast: bool = False
+    budget: float | None = None  # total seconds for the run
+    unfrozen_budget: float = DEFAULT_UNFROZEN_BUDGET  # seconds for steps 5-8 when budget is None
+    multi_label: bool = False
+    regression: bool = False
+    seed: int = 42
+    weights: str | None = None
+    engine: str = "auto"
+    aug: str = "side_on"  # side_on | top_down | none
+    max_zoom: float = 1.1
+    precompute_aug: int = 2
+    head_epochs: int = 2
+    aug_epochs: int = 3
+    lr: float | None = None  # skip step 2's choice
+    lr_ratio: float = 3.0
+    max_cycles: int = 3
+    patience: int = 2
+    tta: int = 4
+    ps: float | None = None
+    export_format: str = "onnx"
+    cache_dir: str | None = None
+    num_workers: int | None = None
+    verbose: bool = True
+
+    def validate(self) -> None:
+        """Conflicting or impossible options are refused before any work starts."""
+        if self.multi_label and self.regression:
+            raise ValueError("--multi-label and --regression exclude each other")
+        if (self.multi_label or self.regression) and not self.csv:
+            raise ValueError("--multi-label and --regression need labels in a CSV (--csv labels.csv)")
+        if self.size < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+        if self.bs < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.bs}")
+        if self.budget is not None and self.budget <= 0:
+            raise ValueError(f"budget must be a positive number of seconds, got {self.budget}")
+        if self.aug not in ("side_on", "top_down", "none"):
+            raise ValueError(f"invalid augmentation {self.aug!r}. Only side_on, top_down, none are supported.")
+        if self.export_format not in ("onnx", "torchscript"):
+            raise ValueError(f"invalid export format {self.export_format!r}. Only onnx, torchscript are supported.")
+        if self.lr_ratio < 1:
+            raise ValueError(f"lr_ratio must be >= 1 (each layer group 1x-10x lower than the next), got {self.lr_ratio}")
+        for name in ("precompute_aug", "head_epochs", "aug_epochs", "tta", "max_cycles", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    accuracy: float | None  # validation accuracy of the kept model (single view)
+    tta_accuracy: float | None
+    val_loss: float | None
+    seconds: float
+    steps: list[str]
+    skipped: list[str]
+    model_path: Path | None
+    report_path: Path | None
+    history: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"run {self.run_dir}"]
+        if self.accuracy is not None:
+            parts.append(f"accuracy {self.accuracy:.4f}")
+        if self.tta_accuracy is not None:
+            parts.append(f"TTA accuracy {self.tta_accuracy:.4f}")
+        if self.val_loss is not None:
+            parts.append(f"val_loss {self.val_loss:.4f}")
+        parts.append(f"{self.seconds:.1f} s")
+        return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def _log(cfg_or_verbose, msg: str) -> None:
+    verbose = cfg_or_verbose if isinstance(cfg_or_verbose, bool) else cfg_or_verbose.verbose
+    if verbose:
+        print(msg, flush=True)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_run_dir(data: str) -> Path:
+    name = Path(data).resolve().name or "run"
+    base = Path("runs") / name
+    if not base.exists():
+        return base
+    i = 2
+    while (Path("runs") / f"{name}-{i}").exists():
+        i += 1
+    return Path("runs") / f"{name}-{i}"
+
+
+def build_data(cfg: TrainConfig):
+    """``ImageClassifierData`` for the config (folders, or a labels CSV with a ``get_cv_idxs`` split)."""
+    from ..data import ImageClassifierData, get_cv_idxs
+    from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
+
+    aug = {"side_on": transforms_side_on, "top_down": transforms_top_down, "none": None}[cfg.aug]
+    tfms = tfms_from_model(cfg.arch, cfg.size, aug_tfms=aug, max_zoom=cfg.max_zoom)
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    if cfg.csv:
+        csv_path = Path(cfg.csv)
+        if not csv_path.is_absolute() and not csv_path.exists():
+            csv_path = root / csv_path
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"labels CSV {csv_path} not found")
+        with open(csv_path, encoding="utf-8-sig") as f:
+            n = max(sum(1 for line in f if line.strip()) - 1, 0)
+        val_idxs = get_cv_idxs(n, val_pct=cfg.val_pct)
+        data = ImageClassifierData.from_csv(root, cfg.folder, csv_path, bs=cfg.bs, tfms=tfms, val_idxs=val_idxs,
+                                            suffix=cfg.suffix, test_name=cfg.test_name, continuous=cfg.regression,
+                                            num_workers=cfg.num_workers)
+        if cfg.multi_label and not data.is_multi:
+            raise ValueError(f"--multi-label: {csv_path.name} has one label per row; multi-label rows hold "
+                             "space-separated tags")
+    else:
+        data = ImageClassifierData.from_paths(root, bs=cfg.bs, tfms=tfms, val_name=cfg.val_name,
+                                              test_name=cfg.test_name, num_workers=cfg.num_workers)
+    if len(data.val_ds) == 0:
+        raise ValueError(f"no validation images under {root}")
+    return data
+
+
+def data_kind(data) -> str:
+    return "reg" if data.is_reg else "multi" if data.is_multi else "single"
+
+
+def output_names(data) -> list[str]:
+    """Class names, or ``value``/``value0..`` for regression outputs."""
+    if data.classes:
+        return [str(c) for c in data.classes]
+    c = data.c or 1
+    return ["value"] if c == 1 else [f"value{i}" for i in range(c)]
+
+
+def preprocessing_dict(data, kind: str) -> dict:
+    t = data.val_tfms
+    return {"input_size": int(t.sz), "mean": list(t.mean), "std": list(t.std), "interpolation": t.interpolation,
+            "crop_pct": float(t.crop_pct), "classes": output_names(data), "kind": kind}
+
+
+def write_data_summary(data, path: Path, max_sizes: int = 2000) -> None:
+    from ..data.imageio import ImageLoadError, image_header
+
+    ds = data.trn_ds
+    counts: dict[str, float] = {}
+    y = np.asarray(data.trn_y)
+    if data.is_reg:
+        counts = {}
+    elif data.is_multi:
+        counts = {str(c): int(y[:, i].sum()) for i, c in enumerate(data.classes)}
+    else:
+        counts = {str(c): int((y == i).sum()) for i, c in enumerate(data.classes)}
+    sizes = []
+    for fn in list(getattr(ds, "fnames", []))[:max_sizes]:
+        try:
+            h = image_header(Path(data.path) / fn)
+            sizes.append([h["width"], h["height"]])
+        except ImageLoadError:
+            continue
+    atomic_write_json(path, {"class_counts": counts, "sizes": sizes, "n_train": len(data.trn_ds),
+                             "n_valid": len(data.val_ds), "n_test": len(data.test_ds) if data.test_ds else 0,
+                             "skipped": [list(s) for s in data.skipped]})
+
+
+def write_aug_previews(data, path: Path, n_images: int = 2, n_aug: int = 4) -> None:
+    """A grid: ``n_images`` validation images, each shown ``n_aug`` times with the training transforms."""
+    from ..report.plots import plots
+
+    ds = data.aug_dl.dataset
+    names = output_names(data)
+    ims, titles = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for i in range(min(n_images, len(ds))):
+            for _ in range(n_aug):
+                x, y = ds[i]
+                ims.append(x)
+                y = np.asarray(y)
+                titles.append(names[int(y)] if y.ndim == 0 and not data.is_reg else "")
+    if not ims:
+        return
+    fig = plots(ims, rows=max(1, min(n_images, len(ds))), titles=titles, figsize=(3 * n_aug, 3 * n_images))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+class _Clock:
+    def __init__(self, budget: float | None, elapsed_before: float = 0.0):
+        self.budget = budget
+        self.t0 = time.monotonic() - elapsed_before
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def left(self) -> float:
+        return math.inf if self.budget is None else self.budget - self.elapsed()
+
+
+class _Progress:
+    """``progress.json``: finished steps, the choices made, the best-so-far; written after every change."""
+
+    def __init__(self, path: Path, state: dict | None = None):
+        self.path = path
+        self.state = state or {"status": "running", "completed": [], "choices": {}, "skipped": [], "rows": [],
+                               "lr_find": [], "schedule": {}, "best": {}, "elapsed": 0.0}
+
+    def done(self, step: str) -> bool:
+        return step in self.state["completed"]
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.state)
+
+
+class MetricsLog(Callback):
+    """Appends each epoch (with its phase and a run-wide epoch number) to metrics.csv / metrics.json."""
+
+    def __init__(self, run_dir: Path, progress: _Progress, phase: str, metric_names: list[str]):
+        self.run_dir, self.progress, self.phase, self.metric_names = run_dir, progress, phase, metric_names
+        self.rows: list[dict] = []  # this phase's rows (restored on resume)
+
+    def on_epoch_end(self, learner, epoch, logs):
+        row = {"phase": self.phase, "epoch": len(self.progress.state["rows"]) + len(self.rows), "lr": logs["lr"],
+               "trn_loss": logs["trn_loss"], "val_loss": logs["val_loss"],
+               **{m: logs.get(m) for m in self.metric_names}, "seconds": logs["seconds"]}
+        self.rows.append(row)
+        write_metrics(self.run_dir, self.progress.state["rows"] + self.rows)
+        return False
+
+    def state_dict(self):
+        return {"rows": json.dumps(self.rows)}
+
+    def load_state_dict(self, state):
+        self.rows = json.loads(state.get("rows", "[]"))
+
+
+class SaveBest(Callback):
+    """Keep the weights with the lowest validation loss of the whole run in ``best.safetensors``."""
+
+    def __init__(self, path: Path, progress: _Progress, phase: str):
+        self.path, self.progress, self.phase = path, progress, phase
+        best = progress.state.get("best") or {}
+        self.best, self.best_phase, self.best_epoch = best.get("val_loss"), best.get("phase"), best.get("epoch")
+
+    def on_epoch_end(self, learner, epoch, logs):
+        v = logs.get("val_loss")
+        if v is not None and math.isfinite(v) and (self.best is None or v < self.best):
+            self.best, self.best_phase, self.best_epoch = float(v), self.phase, int(epoch)
+            save_weights(learner, self.path)
+        return False
+
+    def state_dict(self):
+        return {"val_loss": self.best, "phase": self.best_phase, "epoch": self.best_epoch}
+
+    def load_state_dict(self, state):
+        self.best, self.best_phase, self.best_epoch = state.get("val_loss"), state.get("phase"), state.get("epoch")
+
+    def commit(self) -> None:
+        self.progress.state["best"] = self.state_dict()
+
+
+def save_weights(learner, path: Path) -> None:
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in learner.model.state_dict().items()}
+    with atomic_write(path, "wb") as f:
+        f.write(save(state, metadata={"arch": learner.arch.name}))
+
+
+def load_weights(learner, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    learner.model.load_state_dict(load_file(str(path), device=str(learner.device)))
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0].keys())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+    atomic_write_json(run_dir / "metrics.json", rows)
+
+
+def _measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
+    """Seconds per image for one forward+backward (unfrozen, train mode) and one forward (eval).
+
+    Weights, BatchNorm statistics and RNG states are restored, so measuring changes nothing.
+    """
+    from .loop import autocast_context, to_device
+
+    ds = learn.data.fix_dl.dataset
+    n = min(n, len(ds))
+    xs, ys = zip(*(ds[i] for i in range(n)))
+    x = learn.data.val_tfms.normalize(torch.stack(list(xs)))
+    y = torch.as_tensor(np.stack([np.asarray(v) for v in ys]))
+    state = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        x = to_device(x, learn.device, learn.channels_last)
+        y = y.to(learn.device)
+
+        def train_step(xb, yb):
+            learn._set_train_mode()
+            with autocast_context(learn.device, learn.amp):
+                out = learn.model(xb)
+            learn.crit(out.float(), yb).backward()
+
+        train_step(x[:2], y[:2])  # warm-up
+        t0 = time.perf_counter()
+        train_step(x, y)
+        c_train = (time.perf_counter() - t0) / n
+        learn.model.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad(), autocast_context(learn.device, learn.amp):
+            learn.model(x)
+        c_eval = (time.perf_counter() - t0) / n
+    for p in learn.model.parameters():
+        p.grad = None
+    learn.model.load_state_dict(state)
+    return c_train, c_eval
+
+
+def _sgdr_cycles(n_epochs_fit: int, max_cycles: int) -> int:
+    """Largest n <= max_cycles with 2**n - 1 epochs (cycle_len=1, cycle_mult=2) <= n_epochs_fit."""
+    n = 0
+    while n < max_cycles and 2 ** (n + 1) - 1 <= n_epochs_fit:
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------------------------------------------- the run
+def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Path, dict | None]:
+    if resume is None:
+        if config is None:
+            raise ValueError("train_run needs a TrainConfig or resume=RUN")
+        config.validate()
+        run_dir = Path(config.out) if config.out else default_run_dir(config.data)
+        if (run_dir / "progress.json").exists():
+            raise ValueError(f"run folder {run_dir} already holds a run; use --resume {run_dir} to continue it, "
+                             "or another --out")
+        return config, run_dir, None
+    run_dir = Path(resume)
+    if not (run_dir / "config.json").is_file() or not (run_dir / "progress.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a resumable run folder (config.json / progress.json missing)")
+    saved = json.loads((run_dir / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+    if config is not None:
+        cfg.verbose = config.verbose
+    progress = json.loads((run_dir / "progress.json").read_text())
+    return cfg, run_dir, progress
+
+
+def train_run(config: TrainConfig | None = None, *, resume=None) -> RunResult:
+    """Run the whole recipe (see the module docstring) and write the run folder; return the result.
+
+    ``resume``: a run folder written by an earlier, interrupted ``train_run``: it continues there.
+    Ctrl-C raises :class:`TrainingInterrupted` once the state is saved.
+    """
+    cfg, run_dir, prev = _resolve_config(config, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(run_dir / "progress.json", prev)
+    if prev is not None and prev.get("status") == "done":
+        raise ValueError(f"run {run_dir} already finished; nothing to resume")
+    progress.state["status"] = "running"
+    clock = _Clock(cfg.budget, progress.state.get("elapsed", 0.0))
+    try:
+        return _run(cfg, run_dir, progress, clock, resumed=prev is not None)
+    except KeyboardInterrupt:
+        _mark_status(progress.path, "interrupted", clock.elapsed())
+        raise TrainingInterrupted(run_dir) from None
+    except BaseException:
+        _mark_status(progress.path, "failed", clock.elapsed())
+        raise
+
+
+def _mark_status(path: Path, status: str, elapsed: float) -> None:
+    """Set the status in the progress file on disk, which is only ever written at consistent points.
+
+    (The in-memory state may be half-updated when Ctrl-C lands, so it is not what gets saved.)
+    """
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    state["status"], state["elapsed"] = status, elapsed
+    atomic_write_json(path, state)
+
+
+def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, resumed: bool) -> RunResult:
+    from ..train.learner import ConvLearner
+    from ..train.metrics import metric_name
+    from .checkpoint import load_checkpoint
+
+    st = progress.state
+    say = lambda msg: _log(cfg, msg)  # noqa: E731
+    say(f"visiontune: {'resuming' if resumed else 'training'} {cfg.data} -> {run_dir}")
+
+    # -- data, learner, the run folder's descriptive files ------------------------------------------------
+    data = build_data(cfg)
+    kind = data_kind(data)
+    if not resumed:
+        atomic_write_json(run_dir / "config.json", {**cfg.to_dict(), "data": str(Path(cfg.data).resolve()),
+                                                     "kind": kind, "run_dir": str(run_dir)})
+        atomic_write_json(run_dir / "classes.json", output_names(data))
+        atomic_write_json(run_dir / "preprocessing.json", preprocessing_dict(data, kind))
+        write_data_summary(data, run_dir / "data_summary.json")
+        try:
+            write_aug_previews(data, run_dir / "aug_previews.png")
+        except Exception as e:  # a preview is never worth failing a run for
+            say(f"note: augmentation previews not written ({type(e).__name__}: {e})")
+        progress.save()
+    say(f"data: {len(data.trn_ds)} train, {len(data.val_ds)} valid"
+        + (f", {len(data.test_ds)} test" if data.test_ds is not None else "")
+        + f", {len(data.classes) if data.classes else data.c} {'outputs' if kind == 'reg' else 'classes'} ({kind})"
+        + (f"; {len(data.skipped)} unreadable file(s) skipped" if data.skipped else ""))
+
+    cache_dir = Path(cfg.cache_dir) / "activations" if cfg.cache_dir else None
+    _seed_all(cfg.seed)  # the new head's initial weights
+    learn = ConvLearner.pretrained(cfg.arch, data, ps=cfg.ps, weights=cfg.weights, engine=cfg.engine,
+                                   precompute=False, precompute_aug=0, cache_dir=cache_dir,
+                                   models_path=run_dir / "models", verbose=cfg.verbose)
+    metric_names = [metric_name(m) for m in learn.metrics]
+    best_path = run_dir / "best.safetensors"
+    ckpt_path = run_dir / "checkpoint.pt"
+    if resumed and st.get("weights_file"):
+        load_weights(learn, run_dir / st["weights_file"])
+
+    def finish(step: str, save_model: bool = True) -> None:
+        """Record a finished step (and the weights after it); the only place progress.json changes."""
+        old = st.get("weights_file")
+        if save_model:
+            name = f"weights_after_{step}.safetensors"
+            save_weights(learn, run_dir / name)
+            st["weights_file"] = name
+        st["completed"].append(step)
+        st["current"] = None
+        st["elapsed"] = clock.elapsed()
+        progress.save()
+        if save_model and old and old != st["weights_file"]:
+            (run_dir / old).unlink(missing_ok=True)
+
+    def skip(step: str, why: str) -> None:
+        st["skipped"].append(f"{step}: {why}")
+        say(f"skipped {step}: {why}")
+        finish(step, save_model=False)
+
+    def header(n: int, text: str) -> None:
+        say(f"\n== step {n}/8: {text}")
+
+    def run_fit(step: str, phase: str, lrs, n_cycle: int, **kw) -> None:
+        """One fit, resumable from checkpoint.pt, logging metrics and keeping the best weights."""
+        resume_state = None
+        if st.get("current") == step and ckpt_path.is_file():
+            resume_state = load_checkpoint(ckpt_path)
+            if resume_state.get("finished"):
+                resume_state = None  # a finished fit of an earlier step
+            else:
+                say(f"resuming {phase} after epoch {resume_state['epoch']}")
+        elif ckpt_path.exists():
+            ckpt_path.unlink()
+        st["current"] = step
+        progress.save()
+        metrics_cb = MetricsLog(run_dir, progress, phase, metric_names)
+        best_cb = SaveBest(best_path, progress, phase)
+        callbacks = [metrics_cb, best_cb, *kw.pop("callbacks", [])]
+        learn.fit(lrs, n_cycle, callbacks=callbacks, seed=cfg.seed + STEPS.index(step), checkpoint=ckpt_path,
+                  resume=resume_state, **kw)
+        st["rows"] += metrics_cb.rows
+        sched = learn.sched
+        group_scale = [float(v) / float(np.atleast_1d(lrs)[-1]) for v in np.atleast_1d(lrs)]
+        st["schedule"][phase] = ([[lr * g for g in group_scale] for lr in sched.lrs] if len(group_scale) > 1
+                                 else list(sched.lrs))
+        atomic_write_json(run_dir / "schedule.json", st["schedule"])
+        best_cb.commit()
+        finish(step)
+
+    def lr_find_record(phase: str, sched, chosen: float, rule: str) -> None:
+        st["lr_find"].append({"phase": phase, "lrs": list(sched.lrs), "losses": list(sched.losses),
+                              "suggestion": sched.suggestion, "chosen_lr": chosen, "rule": rule})
+        atomic_write_json(run_dir / "lr_find.json", st["lr_find"])
+
+    # -- 1. augmentation on, precompute on ---------------------------------------------------------------
+    header(1, "augmentation on, precompute activations")
+    t0 = time.perf_counter()
+    learn.activations("train")
+    t_train_pass = time.perf_counter() - t0
+    learn.activations("valid")
+    if data.test_ds is not None:
+        learn.activations("test")
+    k = cfg.precompute_aug
+    if "precompute_aug" in st["choices"]:
+        k = st["choices"]["precompute_aug"]
+    elif cfg.budget is not None and k > 0:
+        affordable = int(0.25 * clock.left() / max(t_train_pass, 1e-3))
+        if affordable < k:
+            say(f"budget: caching {max(affordable, 0)} augmented views instead of {k} "
+                f"(one pass over the training images took {t_train_pass:.1f} s)")
+            k = max(affordable, 0)
+    st["choices"]["precompute_aug"] = k
+    st["choices"]["seconds_per_train_pass"] = t_train_pass
+    learn.precompute_aug = k
+    learn.precompute = True
+    say(f"precomputed activations ({k} augmented view(s) of each training image) at {clock.elapsed():.1f} s")
+    if not progress.done("precompute"):
+        finish("precompute", save_model=False)
+
+    # -- 2. lr_find on the head ---------------------------------------------------------------------------
+    header(2, "lr_find on the precomputed head")
+    if not progress.done("lr_find_head"):
+        if cfg.lr is not None:
+            lr, rule = float(cfg.lr), "given with --lr"
+            st["lr_find"] = st.get("lr_find", [])
+        else:
+            _seed_all(cfg.seed + 1)
+            sched = learn.lr_find(num_it=100)
+            lo, hi = HEAD_LR_RANGE
+            sugg = sched.suggestion if sched.suggestion is not None else 1e-2
+            lr = float(np.clip(sugg, lo, hi))
+            rule = f"{sched.rule}; clipped to [{lo:g}, {hi:g}]"
+            lr_find_record("head", sched, lr, rule)
+        st["choices"]["lr"] = lr
+        st["choices"]["lr_rule"] = rule
+        finish("lr_find_head", save_model=False)
+    lr = st["choices"]["lr"]
+    say(f"learning rate {lr:.3g} ({st['choices']['lr_rule']})")
+
+    # -- 3. head on precomputed activations ---------------------------------------------------------------
+    header(3, f"train the head on precomputed activations ({cfg.head_epochs} epochs)")
+    if not progress.done("head_precompute"):
+        if cfg.head_epochs > 0:
+            run_fit("head_precompute", "head_precompute", lr, cfg.head_epochs)
+        else:
+            skip("head_precompute", "head_epochs=0")
+
+    # -- 4. head with augmentation, cycle_len=1 -----------------------------------------------------------
+    header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
+    if not progress.done("head_aug"):
+        if cfg.aug_epochs > 0:
+            if k == 0:
+                learn.precompute = False  # frozen body on augmented images (slow on a CPU)
+            run_fit("head_aug", "head_aug", lr, cfg.aug_epochs, cycle_len=1)
+        else:
+            skip("head_aug", "aug_epochs=0")
+    learn.precompute = True
+
+    # -- 5-8. the unfrozen phase, when it fits -------------------------------------------------------------
+    n_val, n_trn = len(data.val_ds), len(data.trn_ds)
+    reserve = EXPORT_RESERVE_S if cfg.budget is not None else 0.0
+    unfrozen_todo = [s for s in STEPS[4:] if not progress.done(s)]
+    if cfg.fast:
+        for s in unfrozen_todo:
+            skip(s, "--fast (precompute only)") if s == "unfreeze" else finish(s, save_model=False)
+    elif unfrozen_todo:
+        header(5, "unfreeze")
+        plan = st["choices"].get("unfrozen_plan")
+        if plan is None:
+            learn.precompute = False
+            learn.unfreeze()
+            c_train, c_eval = _measure_step_cost(learn)
+            ipe = len(data.trn_dl)
+            avail = (clock.left() - reserve) if cfg.budget is not None else cfg.unfrozen_budget
+            epoch_cost = n_trn * c_train + n_val * c_eval
+            tta_cost = n_val * (1 + cfg.tta) * c_eval
+            n_sweep = int(np.clip(round(0.25 * avail / max(cfg.bs * c_train, 1e-6)), 5, 20))
+            n_sweep = min(n_sweep, max(ipe, 5) * 2)
+            sweep_cost = n_sweep * cfg.bs * c_train
+            n_epochs_fit = int((avail - tta_cost - sweep_cost) // max(epoch_cost, 1e-6)) if avail > 0 else 0
+            n_cycles = _sgdr_cycles(n_epochs_fit, cfg.max_cycles)
+            plan = {"seconds_per_image_train": c_train, "seconds_per_image_eval": c_eval, "epoch_cost": epoch_cost,
+                    "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": avail,
+                    "cycles": n_cycles, "epochs": 2 ** n_cycles - 1}
+            st["choices"]["unfrozen_plan"] = plan
+            progress.save()
+        say(f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
+            f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
+        if plan["cycles"] == 0:
+            why = (f"one unfrozen epoch costs ~{plan['epoch_cost']:.0f} s (+ ~{plan['sweep_cost']:.0f} s lr_find, "
+                   f"~{plan['tta_cost']:.0f} s TTA) and {max(plan['available'], 0):.0f} s are available "
+                   f"({'--budget' if cfg.budget is not None else 'unfrozen_budget'}); keeping the head-only model")
+            learn.freeze()
+            learn.precompute = True
+            for s in unfrozen_todo:
+                skip(s, why) if s == "unfreeze" else finish(s, save_model=False)
+        else:
+            learn.precompute = False
+            learn.unfreeze()
+            if not progress.done("unfreeze"):
+                finish("unfreeze", save_model=False)
+            header(6, f"differential learning rates (each group {cfg.lr_ratio:g}x lower than the next)")
+            f = cfg.lr_ratio
+            if not progress.done("differential_lrs"):
+                st["choices"]["group_ratio"] = f
+                finish("differential_lrs", save_model=False)
+            header(7, f"lr_find again, unfrozen ({plan['sweep_iters']} iterations)")
+            if not progress.done("lr_find_unfrozen"):
+                _seed_all(cfg.seed + STEPS.index("lr_find_unfrozen"))
+                ratios = np.array([1 / f**2, 1 / f, 1.0])
+                sched = learn.lr_find(start_lr=ratios * lr / 100, end_lr=ratios * lr * 10, num_it=plan["sweep_iters"])
+                sugg = sched.suggestion if sched.suggestion is not None else lr
+                lr2 = float(np.clip(sugg, lr / 10, lr))
+                lr_find_record("unfrozen", sched, lr2, f"{sched.rule}; clipped to [lr/10, lr] = [{lr / 10:.3g}, {lr:.3g}]")
+                st["choices"]["lr_unfrozen"] = lr2
+                finish("lr_find_unfrozen", save_model=False)
+            lr2 = st["choices"]["lr_unfrozen"]
+            lrs = np.array([lr2 / f**2, lr2 / f, lr2])
+            header(8, f"SGDR cycle_len=1 cycle_mult=2, {plan['cycles']} cycle(s), rates {', '.join(f'{v:.2g}' for v in lrs)}")
+            if not progress.done("sgdr_unfrozen"):
+                cbs = [EarlyStopping(patience=cfg.patience)] if cfg.patience > 0 else []
+                if cfg.budget is not None:
+                    cbs.append(TimeBudget(time.monotonic() + clock.left() - reserve - plan["tta_cost"]))
+                else:
+                    cbs.append(TimeBudget(time.monotonic() + 1.5 * plan["available"] - plan["tta_cost"]))
+                run_fit("sgdr_unfrozen", "unfrozen", lrs, plan["cycles"], cycle_len=1, cycle_mult=2, callbacks=cbs)
+
+    # -- the kept model: TTA, predictions, export, report ---------------------------------------------------
+    best = st.get("best") or {}
+    if best_path.is_file():
+        load_weights(learn, best_path)
+    if best.get("phase") in (None, "head_precompute", "head_aug"):
+        learn.freeze()  # the body is the pretrained one: its activations come from the cache
+        learn.precompute = True
+    say(f"\nkept the weights with the lowest validation loss ({best.get('val_loss', float('nan')):.4f}, "
+        f"phase {best.get('phase')}, epoch {best.get('epoch')})")
+    n_tta = cfg.tta
+    if cfg.budget is not None and not learn.body_frozen:
+        per_view = n_val * (st["choices"].get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0)
+        n_tta = int(min(n_tta, max(0, (clock.left() - reserve) // max(per_view, 1e-6) - 1)))
+    preds, y = learn.predict_with_targs()
+    tta = learn.TTA(n_aug=n_tta)[0] if n_tta > 0 else None
+    acc = tta_acc = None
+    from .metrics import accuracy, accuracy_multi
+
+    if kind == "single":
+        acc, tta_acc = accuracy(preds, y), (accuracy(tta, y) if tta is not None else None)
+    elif kind == "multi":
+        acc, tta_acc = accuracy_multi(preds, y), (accuracy_multi(tta, y) if tta is not None else None)
+    val_loss = float(learn.crit(torch.from_numpy(np.asarray(preds, np.float32)), torch.from_numpy(np.asarray(y))))
+    write_val_predictions(run_dir / "val_predictions.csv", data, kind, preds, y, tta)
+    say(f"validation: accuracy {acc if acc is None else f'{acc:.4f}'}, TTA ({n_tta} views + clean) accuracy "
+        f"{tta_acc if tta_acc is None else f'{tta_acc:.4f}'}, val_loss {val_loss:.4f}")
+
+    from ..infer.export import export_model
+
+    model_path = export_model(learn.model, run_dir, preprocessing=preprocessing_dict(data, kind),
+                              classes=output_names(data), kind=kind, fmt=cfg.export_format)
+    say(f"exported {model_path}")
+    st["final"] = {"accuracy": acc, "tta_accuracy": tta_acc, "val_loss": val_loss, "tta_views": n_tta,
+                   "seconds": clock.elapsed()}
+    st["status"] = "done"
+    st["elapsed"] = clock.elapsed()
+    progress.save()
+    report_path = None
+    try:
+        from ..report import write_report
+
+        report_path = write_report(run_dir)
+        say(f"report {report_path}")
+    except Exception as e:  # the model is trained and exported; a report failure is a note, not a failure
+        say(f"note: report not written ({type(e).__name__}: {e})")
+    for f in run_dir.glob("weights_after_*.safetensors"):
+        f.unlink(missing_ok=True)
+    result = RunResult(run_dir=run_dir, accuracy=acc, tta_accuracy=tta_acc, val_loss=val_loss,
+                       seconds=clock.elapsed(), steps=list(st["completed"]), skipped=list(st["skipped"]),
+                       model_path=model_path, report_path=report_path, history=list(st["rows"]))
+    say(result.summary())
+    return result
+
+
+def write_val_predictions(path: Path, data, kind: str, preds, y, tta=None) -> None:
+    """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred."""
+    names = output_names(data)
+    fnames = list(getattr(data.val_ds, "fnames", [str(i) for i in range(len(y))]))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if kind == "single":
+        probs = np.exp(np.asarray(preds, np.float64))
+        header = ["fname", "target", "pred"] + [f"p_{c}" for c in names] + (["tta_pred", "tta_p_max"] if tta is not None else [])
+        w.writerow(header)
+        tprobs = np.exp(np.asarray(tta, np.float64)) if tta is not None else None
+        for i, fn in enumerate(fnames):
+            row = [fn, names[int(y[i])], names[int(probs[i].argmax())]] + [f"{v:.7f}" for v in probs[i]]
+            if tprobs is not None:
+                row += [names[int(tprobs[i].argmax())], f"{tprobs[i].max():.7f}"]
+            w.writerow(row)
+    elif kind == "multi":
+        probs = np.asarray(preds, np.float64)
+        w.writerow(["fname", "target", "pred"] + [f"p_{c}" for c in names])
+        for i, fn in enumerate(fnames):
+            tgt = " ".join(c for c, t in zip(names, y[i]) if t > 0.5)
+            prd = " ".join(c for c, p in zip(names, probs[i]) if p > 0.5)
+            w.writerow([fn, tgt, prd] + [f"{v:.7f}" for v in probs[i]])
+    else:
+        out = np.asarray(preds, np.float64).reshape(len(fnames), -1)
+        yy = np.asarray(y, np.float64).reshape(len(fnames), -1)
+        w.writerow(["fname"] + [f"target_{c}" for c in names] + [f"pred_{c}" for c in names])
+        for i, fn in enumerate(fnames):
+            w.writerow([fn] + [f"{v:.7g}" for v in yy[i]] + [f"{v:.7g}" for v in out[i]])
+    atomic_write_text(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------------- run folder -> model
+def load_run_model(run_dir, weights: str = "best.safetensors"):
+    """The trained ``nn.Sequential(body, pool, head)`` of a run folder, rebuilt without its data.
+
+    Returns (model, preprocessing dict, classes, kind).
+    """
+    from collections import OrderedDict
+
+    from safetensors.torch import load_file
+    from torch import nn
+
+    from ..models import ConcatPool, create_body, create_head, get_arch
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    for name in ("config.json", "preprocessing.json", weights):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {name}: is it a finished visiontune train run?")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    pre = json.loads((run_dir / "preprocessing.json").read_text())
+    classes, kind = list(pre["classes"]), pre.get("kind", "single")
+    body = create_body(get_arch(cfg["arch"]), weights=None, pretrained=False)
+    head = create_head(2 * body.num_features, len(classes), ps=cfg.get("ps"), xtra_fc=None, kind=kind)
+    model = nn.Sequential(OrderedDict(body=body, pool=ConcatPool(), head=head))
+    model.load_state_dict(load_file(str(run_dir / weights), device="cpu"))
+    return model.eval(), pre, classes, kind
+
+
+def export_run(run_dir, fmt: str = "onnx", out_dir=None) -> Path:
+    """Export a run's kept weights (``best.safetensors``) as ONNX or TorchScript + ``model.json``."""
+    from ..infer.export import export_model
+
+    model, pre, classes, kind = load_run_model(run_dir)
+    return export_model(model, Path(out_dir) if out_dir else Path(run_dir), preprocessing=pre, classes=classes,
+                        kind=kind, fmt=fmt)
