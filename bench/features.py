@@ -334,7 +334,8 @@ def render(res: dict, facts: dict, ceiling: dict, cfg, cmdline: str) -> str:
         if goal_e2e else "",
         "- the shares are of the wall time; the loader wait is time the forward pass waited for decoding and "
         "transforms done in worker processes (overlapped with the forward pass otherwise). Engine build is the "
-        "ONNX export / compile, included in the end-to-end time.",
+        "ONNX export / compile, included in the end-to-end time (`torch.compile` compiles on its first batch, so its "
+        "compile time shows under forward).",
         "",
         "### Where the time goes, per image, one process",
         "",

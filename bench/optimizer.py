@@ -6,6 +6,7 @@ Head: precompute, ``fit(1e-2, 3, cycle_len=1)``. Then unfreeze and ``fit([1e-4, 
 on augmented images. Same data, same seeds for each optimizer. Writes docs/optimizer.md.
 """
 import argparse
+import sys
 import datetime
 import platform
 import time
@@ -49,7 +50,7 @@ def main(argv=None):
                      f[:, 0].mean() if f is not None else float("nan"), f[:, 1].mean() if f is not None else float("nan"),
                      float(np.mean(secs))))
         print(rows[-1], flush=True)
-    cmd = "python bench/optimizer.py " + " ".join(argv or [])
+    cmd = "python bench/optimizer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Default optimizer: SGD with momentum vs Adam, with the lesson's rates",
         "",

@@ -130,6 +130,12 @@ def read_run(run_dir: Path) -> dict:
             final = json.loads(prog.read_text()).get("final") or {}
         except ValueError:
             final = {}
+        try:
+            prog_all = json.loads(prog.read_text())
+            out["kept_phase"] = (prog_all.get("best") or {}).get("phase")
+            out["skipped_steps"] = [str(x) for x in prog_all.get("skipped") or []]
+        except ValueError:
+            pass
         for src, dst in (("accuracy", "accuracy"), ("tta_accuracy", "tta_accuracy"), ("val_loss", "log_loss"),
                          ("tta_views", "tta_views"), ("seconds", "recipe_seconds")):
             if final.get(src) is not None:
@@ -223,7 +229,7 @@ def contender_rows(results: list[dict], fastai_train_s: float | None) -> list[li
         status = "" if r.get("rc", 0) == 0 else f" (failed: rc {r.get('rc')})"
         rows.append([
             r["contender"] + status, C.fmt(t), C.fmt(r.get("accuracy")), C.fmt(r.get("tta_accuracy")),
-            C.fmt(r.get("log_loss")), C.fmt(r.get("peak_rss_mb")), ratio,
+            C.fmt(r.get("log_loss")), C.fmt(r.get("peak_rss_mb")), ratio, C.fmt(r.get("wall_s")),
         ])
     return rows
 
@@ -244,17 +250,26 @@ def render(results: list[dict], facts: dict, args, cmdline: str) -> str:
         C.facts_markdown(facts),
         "",
         C.md_table(["contender", "train wall s", "accuracy", "TTA accuracy", "log loss", "peak RSS MB",
-                    "time vs fastai"], contender_rows(results, fastai_s)),
+                    "time vs fastai", "whole process s"], contender_rows(results, fastai_s)),
         "",
         "- fastai: `train wall s` is `fine_tune` alone (loaders and model built before the clock starts); "
-        "`log loss` is on the plain (non-TTA) predictions.",
+        "`whole process s` adds Python start-up, imports, building the loaders and model, and `tta()` "
+        "(4 augmented passes blended with the plain predictions, fastai's default). `log loss` is on the plain "
+        "(non-TTA) predictions.",
         "- visiontune: `train wall s` is the whole `visiontune train` process (start-up, decoding, precompute, "
-        "training, TTA, export and report), with an empty cache. Accuracy and log loss come from the run folder "
-        "(`metrics.json` / `val_predictions.csv`).",
+        "training, TTA, export and report), with an empty cache. Accuracy, TTA accuracy and log loss (the "
+        "validation NLL of the single view) come from the run folder (`progress.json`, checked against "
+        "`val_predictions.csv`).",
+        "- `peak RSS MB`: the largest resident set of the contender's process or any of its worker processes.",
     ]
     for r in results:
         if r.get("command"):
-            lines.append(f"- `{r['contender']}` ran: `{r['command']}`")
+            note = ""
+            if r.get("kept_phase"):
+                note += f"; kept the weights of phase `{r['kept_phase']}`"
+            if r.get("skipped_steps"):
+                note += "; skipped: " + "; ".join(r["skipped_steps"])
+            lines.append(f"- `{r['contender']}` ran: `{r['command']}`{note}")
     goals = goal_lines(results, fastai)
     if goals:
         lines += ["", "Goals (issue 6), measured in this run:", ""] + goals
@@ -332,8 +347,8 @@ def run_contender_vt(name: str, extra: list[str], args, data: Path, work: Path) 
     cmd = visiontune_cmd(vt_data_view(data, args, work), run_dir, args, extra)
     env = {"VISIONTUNE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     m = C.run_measured(cmd, work / f"{slug}.log", env=env, timeout=args.timeout, cwd=str(C.REPO))
-    res = {"contender": name, **m, "train_s": m["wall_s"],
-           "command": "visiontune train DATA --out RUN " + " ".join([*args.vt_args, *extra]).strip()}
+    shown = ["visiontune", "train", "DATA", "--out", "RUN", *cmd[cmd.index("train") + 4:]]
+    res = {"contender": name, **m, "train_s": m["wall_s"], "command": " ".join(shown)}
     if m["rc"] == 0:
         res.update(read_run(run_dir))
     else:
@@ -364,6 +379,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help=C.OUT_HELP)
     ap.add_argument("--json", type=Path, default=None, help="raw results (default bench/results/vs_fastai[_tiny].json)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep run folders and logs here (default: a temp dir)")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="only re-render the markdown section from a results JSON this script wrote")
     ap.add_argument("--_fastai-worker", dest="fastai_worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.size = args.size or (64 if args.tiny else 224)
@@ -377,6 +394,17 @@ def main(argv=None) -> int:
 
     if args.fastai_worker is not None:  # inside the fastai contender's own process
         C.write_json(args.fastai_worker, run_fastai(args))
+        return 0
+
+    if args.from_json is not None:
+        payload = C.read_json(args.from_json)
+        for k, v in (payload.get("args") or {}).items():
+            setattr(args, k, v)
+        args.tiny = payload.get("tiny", args.tiny)
+        args.data_label = getattr(args, "data_label", None) or str(args.data)
+        args.out = C.resolve_out(args.out, args.tiny)
+        C.update_section(args.out, SECTION, render(payload["results"], payload["facts"], args, payload["command"]))
+        print(f"wrote {args.out} ({SECTION}) from {args.from_json}")
         return 0
 
     cmdline = C.command_line()
@@ -420,7 +448,9 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"   {name}: {r['wall_s']:.1f} s, accuracy {r.get('accuracy')}, TTA {r.get('tta_accuracy')}",
                   flush=True)
-        payload = {"facts": facts, "command": cmdline, "tiny": args.tiny, "results": results}
+        payload = {"facts": facts, "command": cmdline, "tiny": args.tiny, "results": results,
+                   "args": {"data_label": args.data_label, "train": args.train, "valid": args.valid,
+                            "size": args.size}}
         json_path = args.json or (C.REPO / "bench" / "results" / f"vs_fastai{'_tiny' if args.tiny else ''}.json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
         C.write_json(json_path, payload)

@@ -38,5 +38,5 @@ def dog_breeds_run(cli_env, tmp_path_factory):
     data = need(DOG_BREEDS)
     run = tmp_path_factory.mktemp("runs") / "breeds"
     proc = run_cli(cli_env, "train", data, "--csv", "labels.csv", "--suffix", ".jpg", "--fast", "--size", "128",
-                   "--precompute-aug", "0", "--tta", "0", "--out", run, "--quiet")
+                   "--precompute-aug", "1", "--tta", "0", "--out", run, "--quiet")
     return run, proc

@@ -31,7 +31,7 @@ def _numbers(run):
 
 @pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
-    data = make_shapes_dataset(tmp_path / "shapes", n_train=6, n_valid=3, size=48)
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_valid=2, size=48)
     cache = tmp_path / "cache"
     full = train_run(_config(data, tmp_path / "full", cache))
     assert "sgdr_unfrozen" in full.steps and not full.skipped

@@ -184,3 +184,30 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(make_learner
     if seen:  # the weights after the last epoch that ended with finite losses
         assert _changed(seen[-1], after) == set()
     assert np.isfinite(learn.predict()).all()
+
+
+def test_second_learner_on_the_same_data_runs_no_forward_pass(make_learner, tmp_path, monkeypatch):
+    import visiontune.features.engine as engine_mod
+
+    make_learner(precompute=True, cache_dir=tmp_path / "c", precompute_aug=2)
+    calls = []
+    real = engine_mod.run_engine
+    monkeypatch.setattr(engine_mod, "run_engine", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = make_learner(precompute=True, cache_dir=tmp_path / "c", precompute_aug=2)
+    assert calls == [] and second.cache.computed == 0 and second.cache.hits == 5  # train, valid, test, 2 aug views
+    second.fit(1e-2, 1)
+    second.TTA(n_aug=2)  # the TTA views are computed once...
+    n_after_first_tta = len(calls)
+    second.TTA(n_aug=2)  # ...and the second call only runs the head
+    assert len(calls) == n_after_first_tta == 2
+
+
+def test_augmented_activations_give_each_epoch_different_views(make_learner, tmp_path):
+    learn = make_learner(precompute=True, cache_dir=tmp_path / "c", precompute_aug=3)
+    clean = np.asarray(learn.activations("train"))
+    views = [np.asarray(learn.activations("train", f"aug{k}")) for k in range(3)]
+    assert all(v.shape == clean.shape for v in views)
+    assert all(not np.allclose(v, clean) for v in views)  # augmentation changed the activations
+    e1 = np.concatenate([x.numpy() for x, _ in learn._train_act_batches(1)])
+    e2 = np.concatenate([x.numpy() for x, _ in learn._train_act_batches(2)])
+    assert not np.allclose(np.sort(e1, axis=0), np.sort(e2, axis=0))

@@ -20,7 +20,7 @@ reuses what the first wrote.
 >>> key = cache.key(arch="x", split="train")
 >>> cache.get_or_compute(key, lambda: np.ones((2, 3), np.float32)).shape
 (2, 3)
->>> cache.get_or_compute(key, lambda: 1 / 0).sum(), cache.computed, cache.hits
+>>> float(cache.get_or_compute(key, lambda: 1 / 0).sum()), cache.computed, cache.hits
 (6.0, 1, 1)
 """
 from __future__ import annotations
