@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
-import os
 import shutil
 import sys
 import tempfile
@@ -127,27 +125,16 @@ def read_run(run_dir: Path) -> dict:
     prog = run_dir / "progress.json"
     if prog.is_file():
         try:
-            final = json.loads(prog.read_text()).get("final") or {}
+            progress = json.loads(prog.read_text())
         except ValueError:
-            final = {}
-        try:
-            prog_all = json.loads(prog.read_text())
-            out["kept_phase"] = (prog_all.get("best") or {}).get("phase")
-            out["skipped_steps"] = [str(x) for x in prog_all.get("skipped") or []]
-        except ValueError:
-            pass
+            progress = {}
+        final = progress.get("final") or {}
+        out["kept_phase"] = (progress.get("best") or {}).get("phase")
+        out["skipped_steps"] = [str(x) for x in progress.get("skipped") or []]
         for src, dst in (("accuracy", "accuracy"), ("tta_accuracy", "tta_accuracy"), ("val_loss", "log_loss"),
                          ("tta_views", "tta_views"), ("seconds", "recipe_seconds")):
             if final.get(src) is not None:
                 out[dst] = float(final[src])
-    for name in ("metrics.json",):  # fallbacks for other layouts
-        f = run_dir / name
-        if f.is_file():
-            try:
-                for k, v in _numbers_from(json.loads(f.read_text()), name).items():
-                    out.setdefault(k, v)
-            except ValueError:
-                pass
     preds = run_dir / "val_predictions.csv"
     if preds.is_file():
         acc, ll, tta_acc, n = _score_predictions(preds)
@@ -160,41 +147,6 @@ def read_run(run_dir: Path) -> dict:
         out.setdefault("log_loss", ll)
         if tta_acc is not None:
             out.setdefault("tta_accuracy", tta_acc)
-    return out
-
-
-def _numbers_from(obj, name: str) -> dict:
-    """Pick accuracy / TTA accuracy / log loss from a metrics or summary JSON (several layouts accepted)."""
-    out: dict = {}
-    if isinstance(obj, list):  # metrics.json as a list of epoch rows: the last row with a val_loss
-        rows = [r for r in obj if isinstance(r, dict)]
-        if rows:
-            last = rows[-1]
-            if last.get("accuracy") is not None:
-                out["last_epoch_accuracy"] = float(last["accuracy"])
-            if last.get("val_loss") is not None:
-                out["last_epoch_val_loss"] = float(last["val_loss"])
-        return out
-    if not isinstance(obj, dict):
-        return out
-    for key in ("final", "summary", "result", "results"):
-        if isinstance(obj.get(key), dict):
-            out.update(_numbers_from(obj[key], name))
-    if isinstance(obj.get("epochs"), list):
-        out.update(_numbers_from(obj["epochs"], name))
-    aliases = {
-        "accuracy": ("accuracy", "val_accuracy", "acc"),
-        "tta_accuracy": ("tta_accuracy", "accuracy_tta", "val_tta_accuracy"),
-        "log_loss": ("log_loss", "val_log_loss", "logloss"),
-        "tta_log_loss": ("tta_log_loss", "log_loss_tta"),
-        "train_seconds_reported": ("train_seconds", "seconds_total", "total_seconds", "elapsed_s", "wall_s"),
-    }
-    for target, keys in aliases.items():
-        for k in keys:
-            v = obj.get(k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[target] = float(v)
-                break
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics
 
+from visiontune.train.learner import set_seed
 from visiontune import (ConvLearner, ImageClassifierData, accuracy, efficientnet_lite0, tfms_from_model,
                         transforms_side_on)
 
@@ -25,10 +26,14 @@ def main(argv=None):
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--quick", action="store_true", help="one unfrozen SGDR cycle instead of two")
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--size", type=int, default=288,
+                    help="image size (default 288: at 224 this tiny set gave 0.93-0.96 TTA accuracy by seed, at 288 0.96-0.98)")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    set_seed(args.seed)
     t0 = time.perf_counter()
 
-    PATH, sz, arch = args.data, 224, efficientnet_lite0
+    PATH, sz, arch = args.data, args.size, efficientnet_lite0
     # Part 1: the simple classifier, on precomputed activations.
     tfms = tfms_from_model(arch, sz, aug_tfms=transforms_side_on, max_zoom=1.1)
     data = ImageClassifierData.from_paths(PATH, bs=32, tfms=tfms, val_name="val")
@@ -45,7 +50,7 @@ def main(argv=None):
     learn.precompute = False
     learn.fit(lr, 2, cycle_len=1)
     learn.sched.plot_lr(path=Path(learn.models_path) / "sgdr.png")
-    learn.save("224_lastlayer")
+    learn.save(f"{sz}_lastlayer")
     head_acc = accuracy(*learn.TTA())
     print(f"head only, TTA accuracy {head_acc:.4f}")
 
@@ -54,7 +59,7 @@ def main(argv=None):
     lrs = np.array([lr / 100, lr / 10, lr])
     learn.fit(lrs, 1 if args.quick else 2, cycle_len=1, cycle_mult=2)
     learn.sched.plot_lr(path=Path(learn.models_path) / "sgdr_unfrozen.png")
-    learn.save("224_all")
+    learn.save(f"{sz}_all")
 
     log_preds, y = learn.TTA()
     probs = np.exp(log_preds)
