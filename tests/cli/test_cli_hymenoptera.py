@@ -92,7 +92,7 @@ def test_predict(hymenoptera_run, cli_env, tmp_path):
     preds = json.loads(out.read_text())
     assert len(preds) == 1 + len(list((HYMENOPTERA / "val" / "bees").iterdir()))
     for p in preds:
-        rel = Path(p["file"]).resolve().relative_to(HYMENOPTERA).as_posix()
+        rel = Path(p["file"]).resolve().relative_to(HYMENOPTERA.resolve()).as_posix()
         assert [t["label"] for t in p["top"]][0] == by_file[rel]["pred"]
         assert abs(sum(t["prob"] for t in p["top"]) - 1) < 1e-4
     csv_out = run_cli(cli_env, "predict", run / "model.json", HYMENOPTERA / "val/ants/10308379_1b6c72e180.jpg",
