@@ -18,7 +18,10 @@ def _run(script, *args, env_cache, full=False):
 
 
 def test_lesson1_reaches_095_after_tta(tmp_path):
-    result = _run("lesson1.py", full=True, env_cache=tmp_path / "cache")
+    # the shared dataset folder is not ours to write in: models go to tmp_path
+    result = _run("lesson1.py", "--models-dir", str(tmp_path / "models"), full=True, env_cache=tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "288_all.safetensors", "288_lastlayer.safetensors", "lr_find.png", "sgdr.png", "sgdr_unfrozen.png"]
     assert result["tta_accuracy"] >= 0.95, result
 
 
