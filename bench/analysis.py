@@ -29,21 +29,27 @@ def vs_fastai_points(d) -> tuple[list[str], list[str]]:
     fa = by.get("fastai")
     if not fa:
         return ahead, ["- fastai did not finish in this run: no comparison."]
+    def speed(ratio: float) -> str:
+        return f"1/{ratio:.1f}" if ratio >= 1 else f"{1 / ratio:.1f}x"
+
     for name, r in by.items():
         if name == "fastai" or not r.get("train_s"):
             continue
         ratio = fa["train_s"] / r["train_s"]
-        speed = f"1/{ratio:.1f} of fastai's time" if ratio >= 1 else f"{1 / ratio:.1f}x fastai's time"
+        whole = fa["wall_s"] / r["wall_s"] if r.get("wall_s") and fa.get("wall_s") else None
         acc, tta = r.get("accuracy"), r.get("tta_accuracy")
-        best = max(v for v in (acc, tta) if v is not None) if (acc is not None or tta is not None) else None
-        line = (f"`{name}`: {r['train_s']:.0f} s against fastai's {fa['train_s']:.0f} s ({speed}, "
-                f"whole process against `fine_tune` alone); accuracy {acc:.3f} / TTA {tta:.3f} against fastai's "
-                f"{fa['accuracy']:.3f} / {fa['tta_accuracy']:.3f}; log loss {r.get('log_loss', float('nan')):.3f} "
-                f"against {fa['log_loss']:.3f}; peak memory {r['peak_rss_mb']:.0f} MB against {fa['peak_rss_mb']:.0f} MB.")
-        if best is not None and best >= fa["tta_accuracy"] and ratio >= 1:
-            ahead.append("- " + line)
-        else:
-            behind.append("- " + line)
+
+        def show(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
+        line = (f"`{name}`: trained in {r['train_s']:.1f} s against fastai's `fine_tune` {fa['train_s']:.0f} s "
+                f"({speed(ratio)} of the time)"
+                + (f"; whole process {r['wall_s']:.0f} s against {fa['wall_s']:.0f} s ({speed(whole)})" if whole else "")
+                + f"; accuracy {show(acc)} / TTA {show(tta)} against fastai's {fa['accuracy']:.3f} / "
+                f"{fa['tta_accuracy']:.3f}; log loss {r.get('log_loss', float('nan')):.3f} against "
+                f"{fa['log_loss']:.3f}; peak memory {r['peak_rss_mb']:.0f} MB against {fa['peak_rss_mb']:.0f} MB.")
+        as_good = (tta if tta is not None else acc or 0) >= fa["tta_accuracy"] or (acc or 0) >= fa["accuracy"]
+        (ahead if as_good and ratio >= 1 else behind).append("- " + line)
     return ahead, behind
 
 
@@ -86,13 +92,19 @@ def features_points(d) -> tuple[list[str], list[str]]:
     ahead, behind = [], []
     r = d["results"]
     nv = r["naive"]["img_per_s"]
-    best = max(r["e2e"], key=lambda e: e["img_per_s"])
-    mult = best["img_per_s"] / nv
-    (ahead if mult >= 5 else behind).append(
-        f"- Precompute end to end: {best['img_per_s']:.0f} images/s with `{best['kind']}`, {mult:.1f}x the naive "
-        f"eager-fp32 single-process loop ({nv:.1f} images/s; goal 5x). The engine's export/compile "
-        f"({best['build_s']:.1f} s) is {best['build_s'] / best['seconds']:.0%} of that time on "
-        f"{r['n_train'] + r['n_valid']} images, so larger datasets run closer to the pure forward rate.")
+    for cached in (False, True):
+        rows = [e for e in r["e2e"] if ("cached" in e["kind"]) == cached]
+        if not rows:
+            continue
+        best = max(rows, key=lambda e: e["img_per_s"])
+        mult = best["img_per_s"] / nv
+        when = ("with the ONNX export already on disk (any later run with this backbone)" if cached
+                else "on a first run (export and compile inside the clock)")
+        (ahead if mult >= 5 else behind).append(
+            f"- Precompute end to end {when}: {best['img_per_s']:.0f} images/s with `{best['kind']}`, {mult:.1f}x the "
+            f"naive eager-fp32 single-process loop ({nv:.1f} images/s; goal 5x). Engine build "
+            f"{best['build_s']:.1f} s, {best['build_s'] / best['seconds']:.0%} of that time on "
+            f"{r['n_train'] + r['n_valid']} images.")
     rates, _build, auto, _flops = r["forward"]
     if rates:
         top = max(rates.values())
@@ -107,9 +119,17 @@ def features_points(d) -> tuple[list[str], list[str]]:
         acc0, acc1 = np.mean([a["accuracy"] for a in a0]), np.mean([a["accuracy"] for a in a1])
         l0, l1 = np.mean([a["val_loss"] for a in a0]), np.mean([a["val_loss"] for a in a1])
         better = acc1 > acc0 or l1 < l0
+        tta = ""
+        if all("tta_accuracy" in a for a in a0 + a1):
+            t0, t1 = np.mean([a["tta_accuracy"] for a in a0]), np.mean([a["tta_accuracy"] for a in a1])
+            tl0, tl1 = np.mean([a["tta_loss"] for a in a0]), np.mean([a["tta_loss"] for a in a1])
+            tta = f"; with TTA: accuracy {t1:.3f} against {t0:.3f}, loss {tl1:.4f} against {tl0:.4f}"
         (ahead if better else behind).append(
             f"- Augmented activations K={k[1]}: head-only accuracy {acc1:.3f} against {acc0:.3f} with K=0, "
-            f"validation loss {l1:.4f} against {l0:.4f} (same head epochs, mean over {len(a0)} seed(s)).")
+            f"validation loss {l1:.4f} against {l0:.4f} (same head epochs, mean over {len(a0)} seed(s)){tta}. "
+            "The backbone's pooled features already vary little under the lesson's mild augmentation (flip, "
+            "rotation up to 10 degrees, zoom up to 1.1, 5% lighting): the extra views add noise more than new "
+            "information for a linear head on 245 images.")
     t = r["tta"]
     ahead.append(f"- Cached TTA: the second `TTA()` takes {t['second_s'] * 1000:.0f} ms against {t['first_s']:.1f} s "
                  f"for the first ({t['speedup']:.0f}x) and {t['uncached_s']:.1f} s for an uncached pass of the full "
@@ -154,7 +174,8 @@ def main(argv=None) -> int:
         "runs the whole network forward for every image of every epoch, and backward through the body too (fastai "
         "trains the body's BatchNorm layers even while the body is frozen).",
         "- The forward pass that remains runs on the fastest engine installed (OpenVINO / ONNX Runtime on a CPU), "
-        "fed by worker processes that decode JPEGs in draft mode.",
+        "which normalises uint8 batches inside its graph, fed by a pool of threads that decode JPEGs in draft mode "
+        "two batches ahead; its ONNX export is kept on disk for the next run.",
         "- Unfrozen fine-tuning (forward + backward) is what visiontune cannot make cheap on a CPU; the default "
         "recipe spends a bounded budget on it, and `--fast` skips it.",
     ])

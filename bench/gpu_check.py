@@ -2,11 +2,15 @@
 
 For resnet50 and efficientnet_lite0 at 224 px, random-init weights, on generated JPEGs, it measures
 
-* training images/s: one ``fit`` epoch of the unfrozen model on augmented images (after a warm-up epoch),
+* training images/s: one ``fit`` epoch of the unfrozen model on augmented images (after a warm-up epoch);
+  visiontune runs its GPU path (``gpu_aug=True``: workers decode + pre-size, augmentation batched on the
+  device; ``--cpu-aug`` measures per-image CPU augmentation instead),
 * precompute images/s: ``learn.precompute = True`` on a fresh activation cache (train + validation),
 * the same two figures for a plain PyTorch loop in the same run (``ImageFolder``-style dataset,
   torchvision transforms, ``DataLoader(pin_memory=True)``, autocast, channels_last, SGD),
 * the GPU's utilisation while each runs (``torch.cuda.utilization()``, else ``nvidia-smi``),
+* decode + pre-size images/s of the training JPEGs: PIL (draft mode, one CPU thread) and, on CUDA,
+  nvJPEG (``visiontune.data.gpu_decode.decode_presized``, batches of ``bs``),
 
 prints one table and writes it to ``docs/benchmarks.md`` between ``<!-- gpu_check:start -->`` and
 ``<!-- gpu_check:end -->`` (the other sections are kept). Under 5 minutes on a modern GPU::
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -125,7 +130,8 @@ def bench_visiontune(arch: str, data_path: Path, cfg, device: torch.device) -> d
     data = ImageClassifierData.from_paths(data_path, bs=cfg.bs, tfms=tfms, num_workers=cfg.workers)
     cache = Path(tempfile.mkdtemp(prefix="gpu-check-cache-"))
     learn = ConvLearner.pretrained(arch, data, pretrained=False, precompute=False, cache_dir=cache, device=device,
-                                   models_path=cache / "models", verbose=False, compile=cfg.compile)
+                                   models_path=cache / "models", verbose=False, compile=cfg.compile,
+                                   gpu_aug=not cfg.cpu_aug)
     learn.unfreeze()
     n_trn, n_val = len(data.trn_ds), len(data.val_ds)
     learn.fit(1e-3, 1)  # warm-up: workers, cudnn autotuning, compile
@@ -135,8 +141,28 @@ def bench_visiontune(arch: str, data_path: Path, cfg, device: torch.device) -> d
     pre_s, pre_util = timed(device, lambda: setattr(learn, "precompute", True))
     shutil.rmtree(cache, ignore_errors=True)
     # the epoch includes one validation pass over n_val images: count its forward-only share as ~1/3 of a step
-    return {"train_img_s": trained / max(train_s - pre_s * n_val / (n_trn + n_val), 1e-9), "train_util": train_util,
+    return {"aug": "GPU batched" if learn.gpu_aug else "CPU per image",
+            "train_img_s": trained / max(train_s - pre_s * n_val / (n_trn + n_val), 1e-9), "train_util": train_util,
             "precompute_img_s": (n_trn + n_val) / pre_s, "precompute_util": pre_util}
+
+
+# --------------------------------------------------------------------------------------------- decoding
+def bench_decode(data_path: Path, cfg, device: torch.device) -> dict:
+    """Decode + pre-size images/s of the training JPEGs to ``ceil(size * 1.1)``: PIL, and nvJPEG on CUDA."""
+    from visiontune.data.gpu_decode import decode_presized, nvjpeg_available
+
+    files = sorted((data_path / "train").rglob("*.jpg"))
+    size = math.ceil(cfg.size * 1.1)
+
+    def run(dev, decoder):
+        for i in range(0, len(files), cfg.bs):
+            decode_presized(files[i:i + cfg.bs], size, device=dev, decoder=decoder)
+
+    out = {"pil_img_s": len(files) / timed(torch.device("cpu"), lambda: run("cpu", "pil"))[0], "nvjpeg_img_s": None}
+    if nvjpeg_available(device):
+        run(device, "torchvision")  # warm-up: nvJPEG handles, CUDA kernels
+        out["nvjpeg_img_s"] = len(files) / timed(device, lambda: run(device, "torchvision"))[0]
+    return out
 
 
 # --------------------------------------------------------------------------------------------- plain PyTorch
@@ -214,11 +240,12 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def render(rows: list[dict], cfg, device: torch.device, seconds: float) -> str:
+def render(rows: list[dict], cfg, device: torch.device, seconds: float, decode: dict | None = None) -> str:
     table = md_table(
-        ["arch", "pipeline", "train img/s", "GPU util (train) %", "precompute img/s", "GPU util (precompute) %"],
-        [[r["arch"], r["pipeline"], fmt(r["train_img_s"]), fmt(r["train_util"]), fmt(r["precompute_img_s"]),
-          fmt(r["precompute_util"])] for r in rows])
+        ["arch", "pipeline", "augmentation", "train img/s", "GPU util (train) %", "precompute img/s",
+         "GPU util (precompute) %"],
+        [[r["arch"], r["pipeline"], r.get("aug", "CPU per image"), fmt(r["train_img_s"]), fmt(r["train_util"]),
+          fmt(r["precompute_img_s"]), fmt(r["precompute_util"])] for r in rows])
     mode = "CPU smoke run (tiny sizes: the numbers mean nothing)" if cfg.cpu_smoke else "GPU run"
     return "\n".join([
         "## GPU check: visiontune against a plain PyTorch loop",
@@ -230,10 +257,17 @@ def render(rows: list[dict], cfg, device: torch.device, seconds: float) -> str:
         f"batch {cfg.bs}, {cfg.workers} loader workers. Training: one unfrozen epoch on augmented images after a "
         "warm-up epoch (visiontune: `learn.fit` minus its validation pass; plain: SGD + autocast + channels_last, "
         "`DataLoader(pin_memory=True)`). Precompute: visiontune `learn.precompute = True` on a fresh cache "
-        "(train + validation); plain: `forward_features` + pooling in inference mode over all images.",
+        "(train + validation); plain: `forward_features` + pooling in inference mode over all images. "
+        "visiontune's GPU path (`gpu_aug=True`): the workers only decode and pre-size each image to a "
+        "`ceil(sz * 1.1)` square, zoom/rotation/flip/lighting/crop run batched on the device.",
         "",
         table,
-    ])
+    ] + ([] if decode is None else [
+        "",
+        f"Decode + pre-size of the training JPEGs to {math.ceil(cfg.size * 1.1)} px (`decode_presized`, batches of "
+        f"{cfg.bs}): PIL (draft mode, one CPU thread) {fmt(decode['pil_img_s'])} img/s; nvJPEG on the GPU "
+        + (f"{fmt(decode['nvjpeg_img_s'])} img/s." if decode["nvjpeg_img_s"] else "n/a (no CUDA)."),
+    ]))
 
 
 def main(argv=None) -> int:
@@ -244,6 +278,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--archs", default=",".join(ARCHS))
     p.add_argument("--compile", action="store_true", help="visiontune with compile=True (adds compile time)")
+    p.add_argument("--cpu-aug", action="store_true", help="visiontune with gpu_aug=False: per-image augmentation "
+                   "in the CPU workers (default: the GPU path, batched augmentation on the device)")
     cfg = p.parse_args(argv)
     if cfg.cpu_smoke:
         device = torch.device("cpu")
@@ -268,11 +304,13 @@ def main(argv=None) -> int:
                 print("   " + ", ".join(f"{k}={fmt(v)}" for k, v in row.items() if k not in ("arch", "pipeline")),
                       flush=True)
                 rows.append(row)
-    body = render(rows, cfg, device, time.perf_counter() - t0)
+        print("decode + pre-size ...", flush=True)
+        decode = bench_decode(data_path, cfg, device)
+    body = render(rows, cfg, device, time.perf_counter() - t0, decode)
     print(body)
     update_section(out, SECTION, body)  # re-reads the file and replaces only this section, atomically
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps({"device": device_name(device), "rows": rows}, indent=1))
+        Path(cfg.json).write_text(json.dumps({"device": device_name(device), "rows": rows, "decode": decode}, indent=1))
     print(f"wrote section {SECTION!r} of {out}")
     return 0
 

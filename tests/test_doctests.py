@@ -7,6 +7,8 @@ import pytest
 MODULES = [
     "visiontune", "visiontune.train.schedules", "visiontune.train.metrics", "visiontune.train.optim",
     "visiontune.models.heads", "visiontune.models.registry", "visiontune.utils.atomic", "visiontune.features.cache",
+    "visiontune.features.engine", "visiontune.transforms.augment", "visiontune.transforms.batched",
+    "visiontune.data.gpu_decode", "visiontune.train.distributed",
 ]
 
 

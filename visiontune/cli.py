@@ -180,12 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds for steps 5-8 when --budget is not given (default 30)")
     m.add_argument("--lr", type=_positive_float, help="head learning rate (default: chosen by lr_find)")
     m.add_argument("--lr-ratio", type=float, default=3.0, help="each layer group this much lower than the next (3)")
-    m.add_argument("--precompute-aug", type=int, default=2, metavar="K", help="augmented views cached per image (2)")
+    m.add_argument("--precompute-aug", type=int, default=None, metavar="K",
+                   help="augmented views cached per image (2; 0 with --fast)")
     m.add_argument("--head-epochs", type=int, default=2, help="step 3 epochs (2)")
     m.add_argument("--aug-epochs", type=int, default=3, help="step 4 epochs (3)")
     m.add_argument("--max-cycles", type=int, default=3, help="SGDR cycles at most in step 8 (3 = 7 epochs)")
     m.add_argument("--patience", type=int, default=2, help="stop step 8 after this many epochs without improvement")
-    m.add_argument("--tta", type=int, default=4, metavar="N", help="augmented views for TTA (4; 0 = none)")
+    m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented views for TTA (4, 2 with --fast; 0 = none)")
     m.add_argument("--ps", type=float, help="head dropout")
     m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     m.add_argument("--export-format", choices=("onnx", "torchscript"), default="onnx")
@@ -260,19 +261,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ commands
+def seconds_since_process_start() -> float:
+    """Wall seconds since this process started (Linux ``/proc``; 0.0 where that cannot be read)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _say(args, msg: str) -> None:
     if not args.quiet:
         print(msg, flush=True)
 
 
 def cmd_train(args) -> int:
+    from .train import distributed
     from .train.recipe import TrainConfig, train_run
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # The recipe's time-based choices (which phases fit the budget) are made per process and are not yet
-        # agreed between ranks; the learner itself trains data-parallel (see docs/scaling.md).
-        raise UsageError("`visiontune train` does not run under torchrun yet; launch a script that uses "
-                         "ConvLearner (it trains data-parallel under torchrun), see docs/scaling.md")
+    # Under torchrun (WORLD_SIZE > 1) every rank runs the recipe data-parallel; rank 0 alone prints and
+    # writes the run folder, and the clock-based choices are rank 0's (see docs/scaling.md).
+    distributed.init_distributed()
     if args.resume:
         if args.data:
             raise UsageError("give either DATA or --resume RUN, not both")
@@ -289,9 +299,14 @@ def cmd_train(args) -> int:
             aug_epochs=args.aug_epochs, lr=args.lr, lr_ratio=args.lr_ratio, max_cycles=args.max_cycles,
             patience=args.patience, tta=args.tta, ps=args.ps, export_format=args.export_format,
             cache_dir=args.cache_dir, num_workers=args.num_workers, verbose=not args.quiet)
-        result = train_run(cfg)
-    if args.quiet:
+        # --budget counts from the process's start: Python and the imports took seconds already
+        result = train_run(cfg, spent_before=seconds_since_process_start() if args.budget else 0.0)
+    if args.quiet and distributed.is_main_process():
         print(result.summary())
+    if distributed.is_distributed():
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
 
 
@@ -380,7 +395,10 @@ def main(argv=None) -> int:
         from .train.recipe import TrainingInterrupted
 
         if isinstance(e, TrainingInterrupted):
-            print(f"{PROG}: {e}", file=sys.stderr)
+            from .train.distributed import is_main_process
+
+            if is_main_process():  # once, under torchrun
+                print(f"{PROG}: {e}", file=sys.stderr)
             return 130
         if verbose:
             traceback.print_exc()

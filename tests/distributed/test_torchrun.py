@@ -3,12 +3,11 @@
 Runs ``ddp_child.py`` three times on a generated 2-class dataset (16 train / 8 valid images a class,
 64 px, efficientnet_lite0 with its packaged weights): under torchrun with 2 processes, as one plain
 process, and once more as one process resuming the 2-process run's fine-tuning checkpoint.
-This tests the Python API; ``visiontune train`` under torchrun is not covered here.
+This tests the Python API; ``visiontune train`` under torchrun is ``test_cli_torchrun.py``.
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,38 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from vt_dist_helpers import N_VAL, launch_env
+from vt_dist_helpers import make_dataset as _make_dataset
 
 HERE = Path(__file__).parent
 CHILD = HERE / "ddp_child.py"
-N_TRN, N_VAL = 16, 8  # per class
-
-
-def _image(cls: int, i: int, size: int = 64) -> Image.Image:
-    rng = np.random.default_rng(1000 * cls + i)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    if cls == 0:  # stripes
-        base = np.sin(2 * np.pi * (4 + rng.uniform(-1, 1)) * yy)[..., None] * np.array([90, 40, 10]) + np.array([150, 90, 60])
-    else:  # a disc
-        r = np.hypot(xx - rng.uniform(0.35, 0.65), yy - rng.uniform(0.35, 0.65))
-        base = (r < 0.25)[..., None] * np.array([40, 90, 150]) + np.array([40, 60, 90])
-    return Image.fromarray(np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8))
-
-
-def _make_dataset(root: Path) -> Path:
-    for split, n, offset in (("train", N_TRN, 0), ("valid", N_VAL, 500)):
-        for c, name in enumerate(("stripes", "discs")):
-            d = root / split / name
-            d.mkdir(parents=True)
-            for i in range(n):
-                _image(c, i + offset).save(d / f"{name}_{i}.jpg", quality=92)
-    return root
 
 
 def _run(args: list[str], nproc: int | None, timeout: int = 240) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
+    env = launch_env()
     if nproc:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     else:

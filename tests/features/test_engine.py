@@ -246,8 +246,9 @@ def test_engines_leave_the_module_alone_and_follow_its_weights(kind):
         engine(x)
 
 
-@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
-def test_exports_are_cached_per_module_and_weights(monkeypatch):
+@pytest.fixture
+def export_calls(monkeypatch) -> list:
+    """The input shapes of every ONNX export from here on (the exporter still runs)."""
     calls = []
     real = E._export_onnx
 
@@ -256,6 +257,12 @@ def test_exports_are_cached_per_module_and_weights(monkeypatch):
         return real(module, shape)
 
     monkeypatch.setattr(E, "_export_onnx", counting)
+    return calls
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
+def test_exports_are_cached_per_module_and_weights(export_calls):
+    calls = export_calls
     net = tiny()
     a = create_engine(net, "onnxruntime", example_input_shape=(1, 3, 16, 16))
     b = create_engine(net, "onnxruntime", example_input_shape=(8, 3, 16, 16))
@@ -268,6 +275,55 @@ def test_exports_are_cached_per_module_and_weights(monkeypatch):
         net[0].weight.mul_(2)
     b(torch.randn(2, 3, 24, 24))
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("kind", ["torch", "torch-cl", "onnxruntime", "openvino"])
+def test_uint8_batches_normalised_inside_the_engine(kind):
+    """engine.normalized(uint8, mean, std) == engine(normalised float): OpenVINO does it in its graph."""
+    if kind == "openvino" and not HAS_OV:
+        pytest.skip("openvino not installed")
+    net = tiny()
+    x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ref = net((x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).detach()
+    engine = create_engine(net, kind, example_input_shape=(1, 3, 16, 16), strict=True)
+    out = engine.normalized(x, mean, std)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-4 * float(ref.abs().max()), rtol=1e-4)
+    with pytest.raises(ValueError, match="uint8 NCHW"):
+        engine.normalized(x.float(), mean, std)
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is a test dependency")
+def test_exports_are_kept_on_disk_for_the_next_process(monkeypatch, tmp_path, export_calls):
+    monkeypatch.setenv("VISIONTUNE_CACHE", str(tmp_path))
+    calls = export_calls
+    net = tiny()
+    x = torch.randn(3, 3, 16, 16)
+    expected = net(x).detach()
+    create_engine(net, "onnxruntime", example_input_shape=(1, 3, 16, 16), cache_id="tiny:v1")
+    files = sorted((tmp_path / "engines").glob("*.onnx"))
+    assert len(calls) == 1 and len(files) == 1 and files[0].read_bytes()[:2] != b""
+    E.clear_engine_cache()  # what a new process starts with
+    again = create_engine(net, "onnxruntime", example_input_shape=(1, 3, 16, 16), cache_id="tiny:v1")
+    assert len(calls) == 1  # built from the file
+    torch.testing.assert_close(again(x), expected, atol=1e-5, rtol=1e-4)
+
+    files[0].write_bytes(b"not an onnx model")  # a damaged file is exported again and replaced
+    E.clear_engine_cache()
+    fixed = create_engine(net, "onnxruntime", example_input_shape=(1, 3, 16, 16), cache_id="tiny:v1")
+    assert len(calls) == 2 and files[0].read_bytes() != b"not an onnx model"
+    torch.testing.assert_close(fixed(x), expected, atol=1e-5, rtol=1e-4)
+
+    with torch.no_grad():  # new weights: the file (named for the old ones) is not used
+        net[0].weight.mul_(2)
+    torch.testing.assert_close(fixed(x), net(x).detach(), atol=1e-5, rtol=1e-4)
+    assert len(calls) == 3 and len(list((tmp_path / "engines").glob("*.onnx"))) == 1
+
+    for i in range(E.EXPORT_CACHE_KEEP + 2):  # the folder keeps the most recently used exports only
+        E.clear_engine_cache()
+        create_engine(tiny(), "onnxruntime", example_input_shape=(1, 3, 16, 16), cache_id=f"other:{i}")
+    assert len(list((tmp_path / "engines").glob("*.onnx"))) == E.EXPORT_CACHE_KEEP
 
 
 # ----------------------------------------------------------------------------- run_engine / measure_engines

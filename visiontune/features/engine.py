@@ -44,7 +44,11 @@ storage pointer and in-place version counter, so optimizer steps and ``load_stat
 are seen; writes through ``tensor.data`` are not: call ``engine.refresh()`` after those).
 The module's train/eval flags are restored after every call; the engine always runs it in
 eval mode. Exports are cached in memory per module, weights version, input shape and
-thread count, so building the same engine twice exports once.
+thread count, so building the same engine twice exports once. Given ``cache_id`` (a digest of
+the module's architecture and weights, as the learner passes), the ONNX export is also kept on
+disk under ``$VISIONTUNE_CACHE/engines`` (written atomically; a file that fails to load is
+exported again), so a later process with the same backbone skips the export (~0.7 s for
+efficientnet_lite0 on 2 CPU cores).
 
 Choose an engine with ``kind=``, or for a whole process with the environment variable
 ``VISIONTUNE_ENGINE`` (read when ``kind='auto'``). An engine that cannot be built (not
@@ -103,6 +107,8 @@ _FP32_TOL = 1e-3  # documented above; the tests import these
 _LOWP_TOL = 6e-2
 _LOWP_MEAN_COSINE = 0.999
 _LOWP_MIN_COSINE = 0.995
+_ONNX_OPSET = 17
+EXPORT_CACHE_KEEP = 8  # ONNX exports kept on disk (the most recently used)
 
 
 # ----------------------------------------------------------------------------- capabilities
@@ -286,6 +292,23 @@ class Engine:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def normalized(self, x: torch.Tensor, mean, std) -> torch.Tensor:
+        """Outputs for a uint8 (0..255) NCHW batch: the same as ``engine((x / 255 - mean) / std)``.
+
+        ``mean`` / ``std``: three numbers each, on the 0..1 scale. Loaders hand uint8 batches
+        straight to this, so an engine that can normalise inside its own graph (OpenVINO) saves
+        the float conversion on the host.
+        """
+        if self._closed:
+            raise RuntimeError(f"this {self.kind!r} engine was closed")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype != torch.uint8:
+            raise ValueError(f"normalized() takes a uint8 NCHW tensor, got {getattr(x, 'dtype', type(x))} "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        return self._forward_uint8(x, tuple(float(v) for v in mean), tuple(float(v) for v in std))
+
+    def _forward_uint8(self, x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+        return self._forward(_normalize(x, mean, std))
+
     def refresh(self) -> None:
         """Re-read the module's weights now (needed only after writes through ``tensor.data``)."""
 
@@ -302,6 +325,12 @@ class Engine:
     def __repr__(self) -> str:
         state = ", closed" if self._closed else ""
         return f"{type(self).__name__}(kind={self.kind!r}, precision={self.precision!r}, device={str(self.device)!r}{state})"
+
+
+def _normalize(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return (x.float().div_(255.0) - m).div_(s)
 
 
 class TorchEngine(Engine):
@@ -344,6 +373,10 @@ class TorchEngine(Engine):
         self._shadow = None
         self._compiled = None
         super().close()
+
+    def _forward_uint8(self, x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+        # on a GPU: copy the 4x smaller uint8 batch, normalise there
+        return self._forward(_normalize(x.to(self.device, non_blocking=True), mean, std))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, dtype=torch.float32, non_blocking=True)
@@ -431,45 +464,81 @@ def clear_engine_cache() -> None:
 class _ExportedEngine(Engine):
     """Common part of ONNX Runtime and OpenVINO: export per input size, rebuild when weights change."""
 
-    def __init__(self, module: nn.Module, device: torch.device, example_input_shape):
+    def __init__(self, module: nn.Module, device: torch.device, example_input_shape, cache_id: str | None = None):
         super().__init__(module, device)
         self._module_ref = weakref.ref(module)
+        # Held while the engine is open: a caller may pass a wrapper built just for this engine
+        # (``nn.Sequential(body, pool)``), and later input sizes or uint8 inputs export from it again.
+        self._module_keep: nn.Module | None = module
         self._threads = torch.get_num_threads()
         self._runners: dict[tuple, object] = {}
         self._key: int | None = None
+        # the on-disk export cache describes the weights as they are now: used only while they stay so
+        self._cache_id, self._cache_id_key = cache_id, _weights_key(module)
         self.precision = self._choose_precision()
         self._runner(tuple(example_input_shape[1:]))  # build now, so failures surface in create_engine
 
     def _choose_precision(self) -> str:
         return "fp32"
 
-    def _build(self, onnx_bytes: bytes):
+    def _build(self, onnx_bytes: bytes, uint8_norm: tuple | None = None):
+        """A runner for float32 inputs, or (``uint8_norm = (mean, std)``) for uint8 ones it normalises itself."""
         raise NotImplementedError
 
     def _run(self, runner, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _runner(self, chw: tuple):
+    def _runner(self, chw: tuple, uint8_norm: tuple | None = None):
         module = self._module_ref()
         if module is not None:
             key = _weights_key(module)
             if key != self._key:
                 self._runners.clear()
                 self._key = key
-        if chw in self._runners:
-            return self._runners[chw]
+        variant = (chw, uint8_norm)
+        if variant in self._runners:
+            return self._runners[variant]
         if module is None:
             raise RuntimeError("the module this engine was built from no longer exists; "
                                f"it cannot export for a new input size {chw}")
         shared = _RUNNERS.setdefault(module, {})
-        cache_key = (self.kind, chw, self._threads, self.precision)
+        cache_key = (self.kind, chw, uint8_norm, self._threads, self.precision)
         hit = shared.get(cache_key)
         if hit is not None and hit[0] == self._key:
             runner = hit[1]
         else:
-            runner = self._build(_export_onnx(module, (1, *chw)))
+            runner = self._build_cached(module, chw, uint8_norm)
             shared[cache_key] = (self._key, runner)
-        self._runners[chw] = runner
+        self._runners[variant] = runner
+        return runner
+
+    def _build_cached(self, module: nn.Module, chw: tuple, uint8_norm: tuple | None = None):
+        """Build from the on-disk export when there is a valid one, else export (and store it)."""
+        path = None
+        if self._cache_id is not None and self._key == self._cache_id_key:
+            path = _export_cache_path(self._cache_id, chw)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = None
+            if data is not None:
+                try:
+                    runner = self._build(data, uint8_norm)
+                    os.utime(path)  # recently used: kept by the pruning below
+                    return runner
+                except Exception:  # noqa: BLE001 - a damaged file: export again below
+                    path.unlink(missing_ok=True)
+        onnx_bytes = _export_onnx(module, (1, *chw))
+        runner = self._build(onnx_bytes, uint8_norm)
+        if path is not None:
+            from ..utils.atomic import atomic_write_bytes
+
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, onnx_bytes)
+                _prune_export_cache(path.parent)
+            except OSError:
+                pass  # a read-only or full cache only costs the next process an export
         return runner
 
     def refresh(self) -> None:
@@ -481,6 +550,7 @@ class _ExportedEngine(Engine):
 
     def close(self) -> None:
         self._runners.clear()
+        self._module_keep = None
         super().close()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -492,7 +562,7 @@ class _ExportedEngine(Engine):
 class OnnxRuntimeEngine(_ExportedEngine):
     kind = "onnxruntime"
 
-    def _build(self, onnx_bytes: bytes):
+    def _build(self, onnx_bytes: bytes, uint8_norm: tuple | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -523,9 +593,11 @@ class OpenVinoEngine(_ExportedEngine):
         caps = _ov_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         return "bf16" if "BF16" in caps else "fp32"
 
-    def _build(self, onnx_bytes: bytes):
+    def _build(self, onnx_bytes: bytes, uint8_norm: tuple | None = None):
         core = _ov_core()
         model = core.read_model(onnx_bytes)
+        if uint8_norm is not None:
+            model = _ov_uint8_input(model, *uint8_norm)
         config = {
             "INFERENCE_NUM_THREADS": self._threads,
             "PERFORMANCE_HINT": "LATENCY",
@@ -535,11 +607,45 @@ class OpenVinoEngine(_ExportedEngine):
         compiled = core.compile_model(model, "CPU", config)
         return compiled, compiled.create_infer_request()
 
+    def _forward_uint8(self, x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+        runner = self._runner(tuple(x.shape[1:]), (mean, std))
+        return torch.from_numpy(self._run(runner, x.detach().cpu().contiguous().numpy()))
+
     def _run(self, runner, x: np.ndarray) -> np.ndarray:
         _, request = runner
         request.infer({0: x}, share_inputs=True)
         # The request reuses its output buffer: copy before the next call overwrites it.
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+
+def _ov_uint8_input(model, mean: tuple, std: tuple):
+    """The OpenVINO model taking uint8 NCHW and normalising inside the graph (``(x - 255 m) / 255 s``)."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NCHW"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).mean([255.0 * m for m in mean]).scale(
+        [255.0 * s for s in std])
+    return ppp.build()
+
+
+def _export_cache_path(cache_id: str, chw: tuple):
+    """Where the ONNX export of module ``cache_id`` for inputs ``chw`` is kept (per torch version)."""
+    import hashlib
+
+    from .cache import default_cache_dir
+
+    tag = hashlib.sha256(repr((cache_id, tuple(chw), torch.__version__, _ONNX_OPSET)).encode()).hexdigest()[:32]
+    return default_cache_dir() / "engines" / f"{tag}.onnx"
+
+
+def _prune_export_cache(folder, keep: int = EXPORT_CACHE_KEEP) -> None:
+    """Keep the ``keep`` most recently used exports (each is the size of the weights)."""
+    files = sorted(folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for stale in files[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def _first_line(e: BaseException) -> str:
@@ -563,7 +669,7 @@ def _export_onnx(module: nn.Module, shape: tuple) -> bytes:
         buf = io.BytesIO()
         try:
             torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["input"],
-                              output_names=["output"], dynamic_axes=axes, opset_version=17,
+                              output_names=["output"], dynamic_axes=axes, opset_version=_ONNX_OPSET,
                               do_constant_folding=True)
             return buf.getvalue()
         except Exception as e:  # noqa: BLE001 - try the other exporter
@@ -586,11 +692,11 @@ def _auto_order(device: torch.device, n_images: int | None) -> list[str]:
     return order
 
 
-def _build(kind: str, module: nn.Module, example_input_shape, device: torch.device) -> Engine:
+def _build(kind: str, module: nn.Module, example_input_shape, device: torch.device, cache_id: str | None) -> Engine:
     if kind == "onnxruntime":
-        return OnnxRuntimeEngine(module, torch.device("cpu"), example_input_shape)
+        return OnnxRuntimeEngine(module, torch.device("cpu"), example_input_shape, cache_id)
     if kind == "openvino":
-        return OpenVinoEngine(module, torch.device("cpu"), example_input_shape)
+        return OpenVinoEngine(module, torch.device("cpu"), example_input_shape, cache_id)
     if kind == "cuda":
         if device.type != "cuda" or device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
@@ -608,6 +714,7 @@ def create_engine(
     *,
     n_images: int | None = None,
     strict: bool = False,
+    cache_id: str | None = None,
 ) -> Engine:
     """Build the forward engine for ``module`` (its outputs must be a single tensor).
 
@@ -620,7 +727,9 @@ def create_engine(
     its compile time pays off. A kind that cannot be built falls back to the next one in
     :data:`ENGINE_KINDS` with a warning (silently, with ``'auto'``, for kinds merely not
     installed); ``strict=True`` makes a forced kind that cannot run a :class:`RuntimeError`.
-    An unknown kind is a :class:`ValueError` that lists the valid ones.
+    An unknown kind is a :class:`ValueError` that lists the valid ones. ``cache_id``: a digest that
+    names the module's architecture and current weights; with it, ONNX exports are kept on disk
+    and reused by later processes (see the module docstring).
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"create_engine needs a torch.nn.Module, not {type(module).__name__}")
@@ -648,7 +757,7 @@ def create_engine(
         failed = False
         if reason is None:
             try:
-                engine = _build(candidate, module, example_input_shape, dev)
+                engine = _build(candidate, module, example_input_shape, dev, cache_id)
             except Exception as e:  # noqa: BLE001 - any build failure means: try the next kind
                 reason, failed = f"{type(e).__name__}: {_first_line(e)}", True
         if reason is None:
@@ -713,7 +822,10 @@ def run_engine(
     written = n_batches = 0
     chunks: list[np.ndarray] = []
     start = time.perf_counter()
-    iterator = iter(loader)
+    # A visiontune Loader hands over its uint8 batches and their normalisation: the engine applies it
+    norm = getattr(loader, "normalizer", None)
+    raw = getattr(loader, "unnormalized", None)
+    iterator = iter(raw() if raw is not None and norm is not None else loader)
     try:
         while True:
             t0 = time.perf_counter()
@@ -723,7 +835,8 @@ def run_engine(
                 break
             x = _batch_input(batch)
             t1 = time.perf_counter()
-            y = engine(x).numpy()
+            y = (engine.normalized(x, norm.mean, norm.std) if x.dtype == torch.uint8 and norm is not None
+                 else engine(x.float())).numpy()
             t2 = time.perf_counter()
             if out is None and n_expected is not None:
                 out = np.empty((n_expected, *y.shape[1:]), dtype=dtype)

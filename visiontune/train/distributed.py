@@ -222,7 +222,8 @@ def shard_loader(loader):
     bs = loader.batch_size
     batches = [list(range(i, min(i + bs, stop))) for i in range(start, stop, bs)]
     return Loader(loader.dataset, bs, num_workers=loader.num_workers, normalizer=loader.normalizer,
-                  batch_sampler=batches, pin_memory=getattr(loader, "pin_memory", False))
+                  batch_sampler=batches, pin_memory=getattr(loader, "pin_memory", False),
+                  threaded=getattr(loader, "threaded", False))
 
 
 class ShardedBatchSampler:

@@ -101,7 +101,7 @@ class ConvLearner:
     def __init__(self, data, body: Body, head: nn.Module, *, precompute: bool = False, opt_fn=None,
                  metrics=None, engine: str = "auto", precompute_aug: int = 0, cache_dir=None,
                  cache_dtype: str = "float32", device=None, mixed_precision: str | bool = "auto",
-                 models_path=None, verbose: bool = True, compile: bool = False):
+                 models_path=None, verbose: bool = True, compile: bool = False, gpu_aug: bool | str = "auto"):
         distributed.init_distributed()  # no-op unless launched by torchrun with WORLD_SIZE > 1
         self.data = data
         self.body = body
@@ -127,6 +127,13 @@ class ConvLearner:
         self.compile = bool(compile)  # torch.compile the training step's module
         self._wrapped: tuple | None = None  # ((precompute, n_frozen), module run by the training step)
         self._dist_trn_dl = None  # this rank's shard of the training images, under torchrun
+        # gpu_aug: training images are decoded + pre-sized by the workers and augmented batched on the device
+        # (visiontune.transforms.batched); 'auto' = on CUDA, when the transforms allow it
+        if gpu_aug not in ("auto", True, False):
+            raise ValueError(f"gpu_aug must be 'auto', True or False, got {gpu_aug!r}")
+        self.gpu_aug = self.device.type == "cuda" if gpu_aug == "auto" else gpu_aug
+        self._gpu_aug_strict = gpu_aug is True  # 'auto' falls back to the CPU transforms with a warning
+        self._gpu_trn_dl: tuple | None = None  # (data.trn_dl it was built for, GPU-path loader or None)
         self.sched = Recorder()
         self.history: list[dict] = []
         self.callbacks: list[Callback] = []
@@ -153,7 +160,9 @@ class ConvLearner:
         ``weights`` is an optional weights file (safetensors or a state dict ``.pth``) for the body.
         Other keywords: ``engine`` ('auto', 'torch', 'torch-bf16', 'onnxruntime', 'openvino', ...),
         ``precompute_aug`` (K augmented views per training image in the activation cache),
-        ``cache_dir``, ``cache_dtype``, ``device``, ``mixed_precision``, ``models_path``.
+        ``cache_dir``, ``cache_dtype``, ``device``, ``mixed_precision``, ``models_path``, ``compile``,
+        ``gpu_aug`` ('auto': on CUDA the workers only decode + pre-size and augmentation runs batched on
+        the device, see ``visiontune.transforms.batched``; ``True`` forces it, also on the CPU).
         """
         if xtra_cut:
             raise ValueError("xtra_cut is not supported: visiontune cuts every backbone at its pooling layer")
@@ -222,6 +231,8 @@ class ConvLearner:
         keys = ("sz", "mean", "std", "crop_pct", "crop_type", "interpolation", "max_zoom", "aug_names")
         desc = {k: getattr(tfms, k, None) for k in keys}
         desc["repr"] = repr(tfms)
+        if getattr(tfms, "train", False) and getattr(tfms, "item_seedable", False):
+            desc["rng"] = "per-image seeds"  # augmented views drawn per image (threaded loaders): not older caches' views
         return desc
 
     def _split_dataset(self, split: str):
@@ -260,7 +271,10 @@ class ConvLearner:
                 del self._engines[stale]
             sz = self.data.sz
             self._engines[key] = create_engine(module, kind=self.engine_kind, example_input_shape=(1, 3, sz, sz),
-                                               device=self.device, n_images=n_images)
+                                               device=self.device, n_images=n_images,
+                                               # the pretrained body's export is what later runs reuse
+                                               cache_id=(f"{self.arch.timm_name}:{module_name}:{digest}"
+                                                         if module_name == "features" else None))
         return self._engines[key]
 
     def _compute_acts(self, loader, n_images: int) -> np.ndarray:
@@ -352,8 +366,8 @@ class ConvLearner:
         if self.precompute:
             return list(self._train_act_batches(epoch_seed))
         if not distributed.is_distributed():
-            return self._fed(self.data.trn_dl)
-        dl = self.data.trn_dl
+            return self._fed(self._image_trn_dl())
+        dl = self._image_trn_dl()
         if self._dist_trn_dl is None or self._dist_trn_dl.dataset is not dl.dataset:
             from ..data.sources import Loader
 
@@ -362,6 +376,26 @@ class ConvLearner:
                                        batch_sampler=sampler, persistent=True)
         self._dist_trn_dl.batch_sampler.set_epoch(epoch_seed)  # same shuffle on every rank; each takes its slice
         return self._fed(self._dist_trn_dl)
+
+    def _image_trn_dl(self):
+        """The training images' loader: ``data.trn_dl``, or with ``gpu_aug`` one yielding pre-sized uint8 batches
+        that are augmented batched where they are normalised (on the device; see ``data/gpu_decode.py``)."""
+        if not self.gpu_aug:
+            return self.data.trn_dl
+        if self._gpu_trn_dl is None or self._gpu_trn_dl[0] is not self.data.trn_dl:
+            from ..data.gpu_decode import gpu_train_loader
+
+            try:
+                dl = gpu_train_loader(self.data)
+            except ValueError as e:
+                if self._gpu_aug_strict:
+                    raise ValueError(f"gpu_aug=True: {e}") from e
+                import warnings
+
+                warnings.warn(f"visiontune: augmenting on the CPU, not the GPU: {e}", stacklevel=3)
+                dl = None
+            self._gpu_trn_dl = (self.data.trn_dl, dl)
+        return self._gpu_trn_dl[1] if self._gpu_trn_dl[1] is not None else self.data.trn_dl
 
     def _fed(self, loader):
         """On CUDA, the loader copies uint8 batches from pinned memory and normalises them on the GPU."""
@@ -459,6 +493,8 @@ class ConvLearner:
                 self._print_epoch(epoch, trn_loss, vals)
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]) or stopped:
                     stop = True
+                # rank 0's decision for all: a clock-based callback (TimeBudget) may answer differently per rank
+                stop = distributed.broadcast_object(stop)
                 if checkpoint is not None and distributed.is_main_process():
                     from .checkpoint import save_checkpoint
 
@@ -661,7 +697,9 @@ def ordered_loader(data, split: str, augment: bool):
     if not augment:
         return {"train": data.fix_dl, "valid": data.val_dl, "test": data.test_dl}[split]
     tfms = data.trn_tfms
-    return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms)
+    # visiontune's own augmentations seed each image: a pool of threads gives the same views as one process
+    return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms,
+                  threaded=bool(getattr(tfms, "item_seedable", False)))
 
 
 def _view_seed(view: str, seed: int) -> int:

@@ -43,11 +43,17 @@ in ``progress.json`` with the weights at that point (``weights_after_<step>.safe
 learner from ``config.json``, skips finished steps and resumes the interrupted fit from its
 checkpoint. Each step starts from its own seed (``seed + step``), so a resumed run ends with the
 same numbers as an uninterrupted one (without a time budget, which depends on the clock).
+
+**torchrun.** Under ``torchrun --nproc_per_node N`` every rank runs the recipe (the learner trains
+data-parallel); rank 0 alone reads and writes the run folder and prints, and broadcasts what the
+others need from it. Choices made from the clock or a measurement (``precompute_aug`` and TTA views
+under a budget, the unfrozen plan, SGDR's time-budget stop) are rank 0's. See ``docs/scaling.md``.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -62,11 +68,12 @@ import numpy as np
 import torch
 
 from ..utils.atomic import atomic_write, atomic_write_json, atomic_write_text
+from . import distributed
 from .callbacks import Callback, EarlyStopping, TimeBudget
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
 DEFAULT_UNFROZEN_BUDGET = 30.0
-EXPORT_RESERVE_S = 15.0  # export + report, kept free when a total budget is given
+EXPORT_RESERVE_S = 4.0  # export + report (measured ~2 s on 2 CPU cores), kept free when a total budget is given
 STEPS = ("precompute", "lr_find_head", "head_precompute", "head_aug", "unfreeze", "differential_lrs",
          "lr_find_unfrozen", "sgdr_unfrozen")
 RUN_FILES = ("config.json", "classes.json", "preprocessing.json", "metrics.csv", "metrics.json", "lr_find.json",
@@ -107,14 +114,14 @@ class TrainConfig:
     engine: str = "auto"
     aug: str = "side_on"  # side_on | top_down | none
     max_zoom: float = 1.1
-    precompute_aug: int = 2
+    precompute_aug: int | None = None  # None: 2, or 0 with fast
     head_epochs: int = 2
     aug_epochs: int = 3
     lr: float | None = None  # skip step 2's choice
     lr_ratio: float = 3.0
     max_cycles: int = 3
     patience: int = 2
-    tta: int = 4
+    tta: int | None = None  # None: 4 augmented views, or 2 with fast
     ps: float | None = None
     export_format: str = "onnx"
     cache_dir: str | None = None
@@ -140,11 +147,19 @@ class TrainConfig:
         if self.lr_ratio < 1:
             raise ValueError(f"lr_ratio must be >= 1 (each layer group 1x-10x lower than the next), got {self.lr_ratio}")
         for name in ("precompute_aug", "head_epochs", "aug_epochs", "tta", "max_cycles", "patience"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def resolved_precompute_aug(self) -> int:
+        """Augmented views cached per training image: as given, else 2 (0 with ``fast``: one clean pass)."""
+        return self.precompute_aug if self.precompute_aug is not None else (0 if self.fast else 2)
+
+    def resolved_tta(self) -> int:
+        """Augmented TTA views: as given, else 4 (2 with ``fast``)."""
+        return self.tta if self.tta is not None else (2 if self.fast else 4)
 
 
 @dataclass
@@ -175,8 +190,41 @@ class RunResult:
 # ------------------------------------------------------------------------------------------------- helpers
 def _log(cfg_or_verbose, msg: str) -> None:
     verbose = cfg_or_verbose if isinstance(cfg_or_verbose, bool) else cfg_or_verbose.verbose
-    if verbose:
+    if verbose and distributed.is_main_process():  # under torchrun only rank 0 prints
         print(msg, flush=True)
+
+
+# Under torchrun every rank runs the recipe, but the run folder has one writer and one reader: rank 0.
+# Its decisions that depend on the clock or on a measurement are broadcast, so all ranks take the same
+# path through the collectives (a rank that took another would wait forever).
+def _rank0_writes(fn):
+    """``fn`` writes into the run folder: under torchrun it runs on rank 0 only (a no-op returning None elsewhere)."""
+
+    @functools.wraps(fn)
+    def on_rank0(*args, **kwargs):
+        return fn(*args, **kwargs) if distributed.is_main_process() else None
+
+    return on_rank0
+
+
+def _rank0_reads(fn, *args):
+    """``fn(*args)`` on rank 0; its result (or its exception) on every rank, so the others need no run folder."""
+    if not distributed.is_distributed():
+        return fn(*args)
+    result = error = None
+    if distributed.is_main_process():
+        try:
+            result = fn(*args)
+        except Exception as e:  # re-raised on every rank below
+            error = e
+    result, error = distributed.broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+_write_json = _rank0_writes(atomic_write_json)
+_remove = _rank0_writes(lambda path: Path(path).unlink(missing_ok=True))
 
 
 def _seed_all(seed: int) -> None:
@@ -247,6 +295,7 @@ def preprocessing_dict(data, kind: str) -> dict:
             "crop_pct": float(t.crop_pct), "classes": output_names(data), "kind": kind}
 
 
+@_rank0_writes
 def write_data_summary(data, path: Path, max_sizes: int = 2000) -> None:
     from ..data.imageio import ImageLoadError, image_header
 
@@ -271,6 +320,7 @@ def write_data_summary(data, path: Path, max_sizes: int = 2000) -> None:
                              "skipped": [list(s) for s in data.skipped]})
 
 
+@_rank0_writes
 def write_aug_previews(data, path: Path, n_images: int = 2, n_aug: int = 4) -> None:
     """A grid: ``n_images`` validation images, each shown ``n_aug`` times with the training transforms."""
     from ..report.plots import plots
@@ -318,6 +368,7 @@ class _Progress:
     def done(self, step: str) -> bool:
         return step in self.state["completed"]
 
+    @_rank0_writes
     def save(self) -> None:
         atomic_write_json(self.path, self.state)
 
@@ -369,6 +420,7 @@ class SaveBest(Callback):
         self.progress.state["best"] = self.state_dict()
 
 
+@_rank0_writes
 def save_weights(learner, path: Path) -> None:
     from safetensors.torch import save
 
@@ -383,6 +435,14 @@ def load_weights(learner, path: Path) -> None:
     learner.model.load_state_dict(load_file(str(path), device=str(learner.device)))
 
 
+def _load_weights_from_rank0(learner, path: Path) -> None:
+    """Rank 0 reads ``path``; every rank ends up with those weights (one process: just ``load_weights``)."""
+    if distributed.is_main_process():
+        load_weights(learner, path)
+    distributed.broadcast_module_state(learner.model)
+
+
+@_rank0_writes
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     if not rows:
         return
@@ -465,19 +525,22 @@ def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Pa
     return cfg, run_dir, progress
 
 
-def train_run(config: TrainConfig | None = None, *, resume=None) -> RunResult:
+def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: float = 0.0) -> RunResult:
     """Run the whole recipe (see the module docstring) and write the run folder; return the result.
 
     ``resume``: a run folder written by an earlier, interrupted ``train_run``: it continues there.
-    Ctrl-C raises :class:`TrainingInterrupted` once the state is saved.
+    ``spent_before``: seconds already used before this call that count against ``budget`` (the CLI
+    passes its process's start-up: Python, imports). Ctrl-C raises :class:`TrainingInterrupted` once
+    the state is saved.
     """
-    cfg, run_dir, prev = _resolve_config(config, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.init_distributed()  # under torchrun (WORLD_SIZE > 1) every rank runs the recipe
+    cfg, run_dir, prev = _rank0_reads(_resolve_config, config, resume)
+    _rank0_writes(run_dir.mkdir)(parents=True, exist_ok=True)
     progress = _Progress(run_dir / "progress.json", prev)
     if prev is not None and prev.get("status") == "done":
         raise ValueError(f"run {run_dir} already finished; nothing to resume")
     progress.state["status"] = "running"
-    clock = _Clock(cfg.budget, progress.state.get("elapsed", 0.0))
+    clock = _Clock(cfg.budget, progress.state.get("elapsed", 0.0) + max(0.0, float(spent_before)))
     try:
         return _run(cfg, run_dir, progress, clock, resumed=prev is not None)
     except KeyboardInterrupt:
@@ -488,6 +551,7 @@ def train_run(config: TrainConfig | None = None, *, resume=None) -> RunResult:
         raise
 
 
+@_rank0_writes
 def _mark_status(path: Path, status: str, elapsed: float) -> None:
     """Set the status in the progress file on disk, which is only ever written at consistent points.
 
@@ -508,16 +572,17 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
 
     st = progress.state
     say = lambda msg: _log(cfg, msg)  # noqa: E731
+    last_lap = [clock.elapsed()]
     say(f"visiontune: {'resuming' if resumed else 'training'} {cfg.data} -> {run_dir}")
 
     # -- data, learner, the run folder's descriptive files ------------------------------------------------
     data = build_data(cfg)
     kind = data_kind(data)
     if not resumed:
-        atomic_write_json(run_dir / "config.json", {**cfg.to_dict(), "data": str(Path(cfg.data).resolve()),
-                                                     "kind": kind, "run_dir": str(run_dir)})
-        atomic_write_json(run_dir / "classes.json", output_names(data))
-        atomic_write_json(run_dir / "preprocessing.json", preprocessing_dict(data, kind))
+        _write_json(run_dir / "config.json", {**cfg.to_dict(), "data": str(Path(cfg.data).resolve()),
+                                              "kind": kind, "run_dir": str(run_dir)})
+        _write_json(run_dir / "classes.json", output_names(data))
+        _write_json(run_dir / "preprocessing.json", preprocessing_dict(data, kind))
         write_data_summary(data, run_dir / "data_summary.json")
         try:
             write_aug_previews(data, run_dir / "aug_previews.png")
@@ -538,7 +603,14 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     best_path = run_dir / "best.safetensors"
     ckpt_path = run_dir / "checkpoint.pt"
     if resumed and st.get("weights_file"):
-        load_weights(learn, run_dir / st["weights_file"])
+        _load_weights_from_rank0(learn, run_dir / st["weights_file"])
+
+    def lap(name: str) -> None:
+        """Seconds since the previous lap, under ``timings`` in progress.json: where the run's time went."""
+        now = clock.elapsed()
+        timings = st.setdefault("timings", {})
+        timings[name] = round(timings.get(name, 0.0) + now - last_lap[0], 3)
+        last_lap[0] = now
 
     def finish(step: str, save_model: bool = True) -> None:
         """Record a finished step (and the weights after it); the only place progress.json changes."""
@@ -550,9 +622,10 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         st["completed"].append(step)
         st["current"] = None
         st["elapsed"] = clock.elapsed()
+        lap(step)
         progress.save()
         if save_model and old and old != st["weights_file"]:
-            (run_dir / old).unlink(missing_ok=True)
+            _remove(run_dir / old)
 
     def skip(step: str, why: str) -> None:
         st["skipped"].append(f"{step}: {why}")
@@ -564,15 +637,16 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
 
     def run_fit(step: str, phase: str, lrs, n_cycle: int, **kw) -> None:
         """One fit, resumable from checkpoint.pt, logging metrics and keeping the best weights."""
-        resume_state = None
-        if st.get("current") == step and ckpt_path.is_file():
-            resume_state = load_checkpoint(ckpt_path)
-            if resume_state.get("finished"):
-                resume_state = None  # a finished fit of an earlier step
-            else:
-                say(f"resuming {phase} after epoch {resume_state['epoch']}")
-        elif ckpt_path.exists():
-            ckpt_path.unlink()
+        def read_checkpoint():
+            if st.get("current") == step and ckpt_path.is_file():
+                state = load_checkpoint(ckpt_path)
+                return None if state.get("finished") else state  # finished: a fit of an earlier step
+            ckpt_path.unlink(missing_ok=True)
+            return None
+
+        resume_state = _rank0_reads(read_checkpoint)  # rank 0's checkpoint, on every rank
+        if resume_state is not None:
+            say(f"resuming {phase} after epoch {resume_state['epoch']}")
         st["current"] = step
         progress.save()
         metrics_cb = MetricsLog(run_dir, progress, phase, metric_names)
@@ -585,16 +659,17 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         group_scale = [float(v) / float(np.atleast_1d(lrs)[-1]) for v in np.atleast_1d(lrs)]
         st["schedule"][phase] = ([[lr * g for g in group_scale] for lr in sched.lrs] if len(group_scale) > 1
                                  else list(sched.lrs))
-        atomic_write_json(run_dir / "schedule.json", st["schedule"])
+        _write_json(run_dir / "schedule.json", st["schedule"])
         best_cb.commit()
         finish(step)
 
     def lr_find_record(phase: str, sched, chosen: float, rule: str) -> None:
         st["lr_find"].append({"phase": phase, "lrs": list(sched.lrs), "losses": list(sched.losses),
                               "suggestion": sched.suggestion, "chosen_lr": chosen, "rule": rule})
-        atomic_write_json(run_dir / "lr_find.json", st["lr_find"])
+        _write_json(run_dir / "lr_find.json", st["lr_find"])
 
     # -- 1. augmentation on, precompute on ---------------------------------------------------------------
+    lap("setup")
     header(1, "augmentation on, precompute activations")
     t0 = time.perf_counter()
     learn.activations("train")
@@ -602,7 +677,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     learn.activations("valid")
     if data.test_ds is not None:
         learn.activations("test")
-    k = cfg.precompute_aug
+    k = cfg.resolved_precompute_aug()
     if "precompute_aug" in st["choices"]:
         k = st["choices"]["precompute_aug"]
     elif cfg.budget is not None and k > 0:
@@ -611,6 +686,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
             say(f"budget: caching {max(affordable, 0)} augmented views instead of {k} "
                 f"(one pass over the training images took {t_train_pass:.1f} s)")
             k = max(affordable, 0)
+    k, t_train_pass = distributed.broadcast_object((k, t_train_pass))  # rank 0's clock decides for all
     st["choices"]["precompute_aug"] = k
     st["choices"]["seconds_per_train_pass"] = t_train_pass
     learn.precompute_aug = k
@@ -648,10 +724,13 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
             skip("head_precompute", "head_epochs=0")
 
     # -- 4. head with augmentation, cycle_len=1 -----------------------------------------------------------
-    header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
+    if k == 0 and cfg.fast:
+        header(4, f"train the head, cycle_len=1 ({cfg.aug_epochs} epochs; --fast: clean activations, no augmented pass)")
+    else:
+        header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
     if not progress.done("head_aug"):
         if cfg.aug_epochs > 0:
-            if k == 0:
+            if k == 0 and not cfg.fast:
                 learn.precompute = False  # frozen body on augmented images (slow on a CPU)
             run_fit("head_aug", "head_aug", lr, cfg.aug_epochs, cycle_len=1)
         else:
@@ -671,11 +750,14 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         if plan is None:
             learn.precompute = False
             learn.unfreeze()
-            c_train, c_eval = _measure_step_cost(learn)
+            # seconds per image for the whole process group: under torchrun each rank takes 1/world of the
+            # images (training, validation, TTA); every rank measures at once, as it will train
+            world = distributed.world_size()
+            c_train, c_eval = (c / world for c in _measure_step_cost(learn))
             ipe = len(data.trn_dl)
             avail = (clock.left() - reserve) if cfg.budget is not None else cfg.unfrozen_budget
             epoch_cost = n_trn * c_train + n_val * c_eval
-            tta_cost = n_val * (1 + cfg.tta) * c_eval
+            tta_cost = n_val * (1 + cfg.resolved_tta()) * c_eval
             n_sweep = int(np.clip(round(0.25 * avail / max(cfg.bs * c_train, 1e-6)), 5, 20))
             n_sweep = min(n_sweep, max(ipe, 5) * 2)
             sweep_cost = n_sweep * cfg.bs * c_train
@@ -683,7 +765,8 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
             n_cycles = _sgdr_cycles(n_epochs_fit, cfg.max_cycles)
             plan = {"seconds_per_image_train": c_train, "seconds_per_image_eval": c_eval, "epoch_cost": epoch_cost,
                     "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": avail,
-                    "cycles": n_cycles, "epochs": 2 ** n_cycles - 1}
+                    "cycles": n_cycles, "epochs": 2 ** n_cycles - 1, "world_size": world}
+            plan = distributed.broadcast_object(plan)  # rank 0's measurement and clock decide for all ranks
             st["choices"]["unfrozen_plan"] = plan
             progress.save()
         say(f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
@@ -729,17 +812,26 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
 
     # -- the kept model: TTA, predictions, export, report ---------------------------------------------------
     best = st.get("best") or {}
-    if best_path.is_file():
-        load_weights(learn, best_path)
+    if _rank0_reads(best_path.is_file):
+        _load_weights_from_rank0(learn, best_path)  # every rank evaluates rank 0's kept weights
     if best.get("phase") in (None, "head_precompute", "head_aug"):
         learn.freeze()  # the body is the pretrained one: its activations come from the cache
         learn.precompute = True
     say(f"\nkept the weights with the lowest validation loss ({best.get('val_loss', float('nan')):.4f}, "
         f"phase {best.get('phase')}, epoch {best.get('epoch')})")
-    n_tta = cfg.tta
-    if cfg.budget is not None and not learn.body_frozen:
-        per_view = n_val * (st["choices"].get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0)
-        n_tta = int(min(n_tta, max(0, (clock.left() - reserve) // max(per_view, 1e-6) - 1)))
+    n_tta = cfg.resolved_tta()
+    if cfg.budget is not None:
+        # each TTA view is one forward pass over the validation images (the clean view is cached already)
+        if learn.body_frozen:
+            per_image = st["choices"].get("seconds_per_train_pass", 0.0) / max(n_trn, 1)
+        else:
+            per_image = (st["choices"].get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0)
+        affordable = int(max(0.0, clock.left() - reserve) // max(n_val * per_image, 1e-6))
+        if affordable < n_tta:
+            say(f"budget: {affordable} TTA view(s) instead of {n_tta} ({n_val * per_image:.1f} s a view, "
+                f"{max(clock.left() - reserve, 0):.1f} s left before export)")
+            n_tta = affordable
+        n_tta = distributed.broadcast_object(n_tta)  # rank 0's clock decides for all ranks
     preds, y = learn.predict_with_targs()
     tta = learn.TTA(n_aug=n_tta)[0] if n_tta > 0 else None
     acc = tta_acc = None
@@ -751,14 +843,16 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         acc, tta_acc = accuracy_multi(preds, y), (accuracy_multi(tta, y) if tta is not None else None)
     val_loss = float(learn.crit(torch.from_numpy(np.asarray(preds, np.float32)), torch.from_numpy(np.asarray(y))))
     write_val_predictions(run_dir / "val_predictions.csv", data, kind, preds, y, tta)
+    lap("evaluate_tta")
     say(f"validation: accuracy {acc if acc is None else f'{acc:.4f}'}, TTA ({n_tta} views + clean) accuracy "
         f"{tta_acc if tta_acc is None else f'{tta_acc:.4f}'}, val_loss {val_loss:.4f}")
 
     from ..infer.export import export_model
 
-    model_path = export_model(learn.model, run_dir, preprocessing=preprocessing_dict(data, kind),
-                              classes=output_names(data), kind=kind, fmt=cfg.export_format)
+    model_path = _rank0_writes(export_model)(learn.model, run_dir, preprocessing=preprocessing_dict(data, kind),
+                                             classes=output_names(data), kind=kind, fmt=cfg.export_format)
     say(f"exported {model_path}")
+    lap("export")
     st["final"] = {"accuracy": acc, "tta_accuracy": tta_acc, "val_loss": val_loss, "tta_views": n_tta,
                    "seconds": clock.elapsed()}
     st["status"] = "done"
@@ -768,12 +862,15 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     try:
         from ..report import write_report
 
-        report_path = write_report(run_dir)
+        report_path = _rank0_writes(write_report)(run_dir)
         say(f"report {report_path}")
+        lap("report")
+        progress.save()
     except Exception as e:  # the model is trained and exported; a report failure is a note, not a failure
         say(f"note: report not written ({type(e).__name__}: {e})")
     for f in run_dir.glob("weights_after_*.safetensors"):
-        f.unlink(missing_ok=True)
+        _remove(f)
+    model_path, report_path = distributed.broadcast_object((model_path, report_path))  # rank 0's files
     result = RunResult(run_dir=run_dir, accuracy=acc, tta_accuracy=tta_acc, val_loss=val_loss,
                        seconds=clock.elapsed(), steps=list(st["completed"]), skipped=list(st["skipped"]),
                        model_path=model_path, report_path=report_path, history=list(st["rows"]))
@@ -781,6 +878,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     return result
 
 
+@_rank0_writes
 def write_val_predictions(path: Path, data, kind: str, preds, y, tta=None) -> None:
     """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred."""
     names = output_names(data)

@@ -1,7 +1,10 @@
 """Small, picklable augmentation steps and the lesson's presets.
 
 Each step takes a ``PIL.Image`` and returns one; randomness comes from torch's generator, so
-``torch.manual_seed`` (and DataLoader worker seeding) makes it reproducible. The presets are plain
+``torch.manual_seed`` (and DataLoader worker seeding) makes it reproducible. Inside
+:func:`item_random_state` the draws of the current thread come from a generator of their own
+instead: loaders that decode in a pool of threads give every image its own seed, so the views
+do not depend on which thread ran first. The presets are plain
 lists you pass as ``aug_tfms=``; any other callable ``PIL.Image -> PIL.Image`` (for example a
 ``torchvision.transforms.v2`` transform) may be added to them.
 
@@ -11,7 +14,9 @@ lists you pass as ``aug_tfms=``; any other callable ``PIL.Image -> PIL.Image`` (
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 import torch
@@ -20,6 +25,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 __all__ = [
+    "item_random_state",
+    "random_uniform",
+    "random_int",
     "RandomRotate",
     "RandomLighting",
     "RandomFlip",
@@ -30,8 +38,42 @@ __all__ = [
 ]
 
 
+_item_rng = threading.local()
+
+
+@contextlib.contextmanager
+def item_random_state(seed: int):
+    """Within this block, this thread's augmentation draws come from a generator seeded with ``seed``.
+
+    >>> from PIL import Image
+    >>> img = Image.new("RGB", (32, 24))
+    >>> with item_random_state(7):
+    ...     a = [random_uniform(0, 1) for _ in range(3)]
+    >>> with item_random_state(7):
+    ...     b = [random_uniform(0, 1) for _ in range(3)]
+    >>> a == b
+    True
+    """
+    previous = getattr(_item_rng, "generator", None)
+    _item_rng.generator = torch.Generator().manual_seed(int(seed))
+    try:
+        yield
+    finally:
+        _item_rng.generator = previous
+
+
+def random_uniform(lo: float = 0.0, hi: float = 1.0) -> float:
+    """A number from ``U(lo, hi)``: the thread's item generator inside :func:`item_random_state`, else torch's."""
+    return lo + (hi - lo) * torch.rand((), generator=getattr(_item_rng, "generator", None)).item()
+
+
+def random_int(high: int) -> int:
+    """An integer in ``[0, high)``, drawn like :func:`random_uniform`."""
+    return int(torch.randint(0, max(int(high), 1), (), generator=getattr(_item_rng, "generator", None)).item())
+
+
 def _uniform(lo: float, hi: float) -> float:
-    return lo + (hi - lo) * torch.rand(()).item()
+    return random_uniform(lo, hi)
 
 
 class RandomRotate:
@@ -43,7 +85,7 @@ class RandomRotate:
         self.deg, self.p = float(deg), float(p)
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        if self.deg == 0 or torch.rand(()).item() >= self.p:
+        if self.deg == 0 or random_uniform() >= self.p:
             return img
         angle = _uniform(-self.deg, self.deg)
         w, h = img.size
@@ -85,7 +127,7 @@ class RandomFlip:
         self.p = float(p)
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        return F.horizontal_flip(img) if torch.rand(()).item() < self.p else img
+        return F.horizontal_flip(img) if random_uniform() < self.p else img
 
     def __repr__(self) -> str:
         return f"RandomFlip(p={self.p:g})"
@@ -107,7 +149,7 @@ class RandomDihedral:
     """One of the 8 symmetries of a square (identity, 3 rotations, 4 flips), chosen uniformly."""
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        op = _DIHEDRAL[int(torch.randint(0, 8, ()).item())]
+        op = _DIHEDRAL[random_int(8)]
         return img if op is None else img.transpose(op)
 
     def __repr__(self) -> str:

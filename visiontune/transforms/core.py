@@ -21,6 +21,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from .augment import RandomDihedral, RandomFlip, RandomLighting, RandomRotate, random_int, random_uniform
+
 __all__ = ["CropType", "ImageTransforms", "tfms_from_model", "tfms_from_stats", "tta_views",
            "imagenet_stats", "inception_stats"]
 
@@ -88,6 +90,14 @@ class ImageTransforms:
         self.crop_pct = float(crop_pct)
         self.interpolation = interpolation
 
+    @property
+    def item_seedable(self) -> bool:
+        """Every random draw goes through :func:`~visiontune.transforms.augment.item_random_state`:
+        true for the validation transforms and for training ones built from visiontune's steps (a
+        custom step such as a torchvision transform draws from torch's global generator)."""
+        own = (RandomRotate, RandomLighting, RandomFlip, RandomDihedral)
+        return all(isinstance(t, own) or getattr(t, "item_seedable", False) for t in self.aug_tfms)
+
     # -- geometry ---------------------------------------------------------------------------
     @property
     def min_side(self) -> int:
@@ -108,7 +118,7 @@ class ImageTransforms:
         if self.train:
             zoom = 1.0
             if self.max_zoom and self.max_zoom > 1:
-                zoom = 1.0 + (self.max_zoom - 1.0) * torch.rand(()).item()
+                zoom = 1.0 + (self.max_zoom - 1.0) * random_uniform()
             target = max(sz, round(sz * zoom))
         else:
             target = max(sz, round(sz / self.crop_pct))
@@ -120,8 +130,8 @@ class ImageTransforms:
             img = t(img)
         w, h = img.size
         if self.train and self.crop_type is CropType.RANDOM and (w > sz or h > sz):
-            top = int(torch.randint(0, max(h - sz, 0) + 1, ()).item())
-            left = int(torch.randint(0, max(w - sz, 0) + 1, ()).item())
+            top = random_int(max(h - sz, 0) + 1)
+            left = random_int(max(w - sz, 0) + 1)
             img = F.crop(img, top, left, sz, sz)
         else:
             img = F.center_crop(img, [sz, sz])
