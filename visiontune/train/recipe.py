@@ -584,10 +584,6 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         _write_json(run_dir / "classes.json", output_names(data))
         _write_json(run_dir / "preprocessing.json", preprocessing_dict(data, kind))
         write_data_summary(data, run_dir / "data_summary.json")
-        try:
-            write_aug_previews(data, run_dir / "aug_previews.png")
-        except Exception as e:  # a preview is never worth failing a run for
-            say(f"note: augmentation previews not written ({type(e).__name__}: {e})")
         progress.save()
     say(f"data: {len(data.trn_ds)} train, {len(data.val_ds)} valid"
         + (f", {len(data.test_ds)} test" if data.test_ds is not None else "")
@@ -859,6 +855,10 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     st["elapsed"] = clock.elapsed()
     progress.save()
     report_path = None
+    try:  # the previews are the report's: drawn here, after training, not on the training clock
+        write_aug_previews(data, run_dir / "aug_previews.png")
+    except Exception as e:  # a preview is never worth failing a run for
+        say(f"note: augmentation previews not written ({type(e).__name__}: {e})")
     try:
         from ..report import write_report
 
