@@ -459,7 +459,9 @@ class ConvLearner:
             from .checkpoint import restore_fit_state
 
             first_epoch, it, epoch_base, logs_all = restore_fit_state(self, optimizer, callbacks, resume)
-        good_state = copy.deepcopy(self.model.state_dict())
+        # the weights to fall back to if training diverges: on precomputed activations only the head changes
+        watched = self.head if self.precompute else self.model
+        good_state = copy.deepcopy(watched.state_dict())
         try:
             for epoch in range(first_epoch, n_epochs):
                 t0 = time.perf_counter()
@@ -487,7 +489,7 @@ class ConvLearner:
                 if not all(math.isfinite(v) for v in vals):
                     raise TrainingDiverged(f"the validation loss became {vals[0]} after epoch {epoch}; "
                                            "lower the learning rate (try learn.lr_find()) and train again")
-                good_state = copy.deepcopy(self.model.state_dict())
+                good_state = copy.deepcopy(watched.state_dict())
                 logs_all.append(logs)
                 self.history.append(logs)
                 self._print_epoch(epoch, trn_loss, vals)
@@ -503,7 +505,7 @@ class ConvLearner:
                 if stop:
                     break
         except TrainingDiverged:
-            self.model.load_state_dict(good_state)
+            watched.load_state_dict(good_state)
             raise
         finally:
             self._engines.clear()
