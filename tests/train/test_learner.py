@@ -211,3 +211,22 @@ def test_augmented_activations_give_each_epoch_different_views(make_learner, tmp
     e1 = np.concatenate([x.numpy() for x, _ in learn._train_act_batches(1)])
     e2 = np.concatenate([x.numpy() for x, _ in learn._train_act_batches(2)])
     assert not np.allclose(np.sort(e1, axis=0), np.sort(e2, axis=0))
+
+
+def test_regression_head_starts_at_the_training_mean(tmp_path):
+    """Zero last-layer weights and the targets' mean as bias: the untrained model predicts the mean."""
+    from visiontune import ImageClassifierData, tfms_from_model
+    from visiontune.train.learner import start_at_target_mean
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (12, 40, 40, 3), dtype=np.uint8)
+    y_trn = rng.uniform(100, 300, (8, 2)).astype(np.float32)  # two targets on a scale far from 0
+    data = ImageClassifierData.from_arrays(tmp_path, (x[:8], y_trn), (x[8:], rng.uniform(100, 300, (4, 2))),
+                                           bs=4, tfms=tfms_from_model("efficientnet_lite0", 32), num_workers=0,
+                                           is_reg=True)
+    learn = ConvLearner.pretrained("efficientnet_lite0", data, cache_dir=tmp_path / "cache", verbose=False)
+    preds, _ = learn.predict_with_targs()
+    np.testing.assert_allclose(preds, np.broadcast_to(y_trn.mean(0), (4, 2)), rtol=1e-5)
+    head = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
+    start_at_target_mean(head, [1.0, 2.0, 6.0])
+    assert float(head[2].bias.detach()) == 3.0 and not head[2].weight.any() and head[0].weight.any()

@@ -78,6 +78,23 @@ def state_digest(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def start_at_target_mean(head: nn.Module, targets) -> None:
+    """A new regression head starts out predicting the training targets' mean: its last layer gets
+    zero weights and the mean as its bias.
+
+    Targets are on any scale (prices, ages, angles). With the default random init the untrained
+    head predicts the mean of nothing, with noise of about +-0.6 from its 2 x 1280 random weights,
+    and an L1 loss moves the outputs by at most the learning rate per step: a few epochs would not
+    even reach the targets' level. Starting at the mean, training learns the variation around it
+    (the gradient of a zero weight is not zero, so nothing is stuck).
+    """
+    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    mean = torch.as_tensor(np.asarray(targets, dtype=np.float32)).reshape(len(targets), -1).mean(0)
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(mean.to(last.bias.dtype).expand_as(last.bias))
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -170,6 +187,8 @@ class ConvLearner:
             raise ValueError("the data has no classes")
         body = create_body(get_arch(arch), weights=weights, pretrained=pretrained)
         head = create_head(2 * body.num_features, data.c, ps=ps, xtra_fc=xtra_fc, kind=data_kind(data))
+        if getattr(data, "is_reg", False):
+            start_at_target_mean(head, data.trn_y)
         return cls(data, body, head, precompute=precompute, opt_fn=opt_fn, metrics=metrics, **kwargs)
 
     # ---------------------------------------------------------------- layer groups / freezing

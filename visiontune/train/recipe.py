@@ -8,7 +8,9 @@ This is what ``visiontune train`` runs. The notes' "Overview of the Steps", and 
    ``K`` augmented views of every training image, so the head sees augmentation at precompute speed.
 2. **lr_find** on the precomputed head (``num_it=100``; the data cycles). Rule: the Recorder's
    suggestion (rate at the lowest smoothed loss, divided by 10), clipped to ``[1e-3, 1e-1]``
-   (:data:`HEAD_LR_RANGE`). ``--lr`` overrides it.
+   (:data:`HEAD_LR_RANGE`; regression: :data:`HEAD_LR_RANGE_REG`, ``[1e-6, 1e-1]``: an L1 loss keeps
+   its full gradient near the optimum, summed over the head's 2 x num_features inputs, so a good rate
+   is often 1e-5-1e-4, measured on a disc-size regression). ``--lr`` overrides it.
 3. **Head on precomputed activations**, ``head_epochs`` (2) epochs at a constant rate.
 4. **Head with augmentation**, ``cycle_len=1``, ``aug_epochs`` (3) epochs. With ``precompute_aug > 0``
    this trains on the cached augmented views (each epoch draws one view per image); with
@@ -72,6 +74,7 @@ from . import distributed
 from .callbacks import Callback, EarlyStopping, TimeBudget
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
+HEAD_LR_RANGE_REG = (1e-6, 1e-1)
 DEFAULT_UNFROZEN_BUDGET = 30.0
 MIN_UNFROZEN_S = 2.0  # with less budget left, the unfrozen phase is skipped without measuring its cost
 EXPORT_RESERVE_S = 4.0  # export + report (measured ~2 s on 2 CPU cores), kept free when a total budget is given
@@ -701,7 +704,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         else:
             _seed_all(cfg.seed + 1)
             sched = learn.lr_find(num_it=100)
-            lo, hi = HEAD_LR_RANGE
+            lo, hi = HEAD_LR_RANGE_REG if kind == "reg" else HEAD_LR_RANGE
             sugg = sched.suggestion if sched.suggestion is not None else 1e-2
             lr = float(np.clip(sugg, lo, hi))
             rule = f"{sched.rule}; clipped to [{lo:g}, {hi:g}]"
