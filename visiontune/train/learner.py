@@ -293,7 +293,9 @@ class ConvLearner:
                                                device=self.device, n_images=n_images,
                                                # the pretrained body's export is what later runs reuse
                                                cache_id=(f"{self.arch.timm_name}:{module_name}:{digest}"
-                                                         if module_name == "features" else None))
+                                                         if module_name == "features" else None),
+                                               uint8_norm=(self.data.val_tfms.mean, self.data.val_tfms.std)
+                                               if getattr(self.data, "val_tfms", None) is not None else None)
         return self._engines[key]
 
     def _compute_acts(self, loader, n_images: int) -> np.ndarray:
