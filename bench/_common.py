@@ -191,6 +191,25 @@ def facts_markdown(facts: dict) -> str:
     ])
 
 
+def section_head(title: str, tiny: bool, dataset_line: str, cmdline: str, facts: dict,
+                 ceiling: dict | None = None) -> list[str]:
+    """The opening lines every benchmark section shares: title (marked in tiny mode), dataset, the
+    command that wrote it, machine facts and, when given, the machine's ceiling."""
+    return [
+        f"## {title}" + (" (tiny mode: harness check, not a result)" if tiny else ""),
+        "",
+        dataset_line,
+        "",
+        "```",
+        cmdline,
+        "```",
+        "",
+        facts_markdown(facts),
+        *([ceiling_markdown(ceiling)] if ceiling is not None else []),
+        "",
+    ]
+
+
 # ------------------------------------------------------------------------------------------- ceiling
 
 

@@ -83,13 +83,20 @@ def end_to_end(cfg, data, kind: str, work: Path, export_cached: bool = False) ->
     engines_home = work / f"home-{kind}"
     if not export_cached:
         shutil.rmtree(engines_home, ignore_errors=True)
-    os.environ["VISIONTUNE_CACHE"] = str(engines_home)
+    before = os.environ.get("VISIONTUNE_CACHE")
+    os.environ["VISIONTUNE_CACHE"] = str(engines_home)  # for this measurement only: restored below
     cache = work / f"cache-e2e-{kind}"
-    learn = vt.ConvLearner.pretrained(vt.efficientnet_lite0, data, engine=kind, cache_dir=cache, verbose=False)
-    with _Timed() as t:
-        t0 = time.perf_counter()
-        learn.precompute = True  # clean activations of train + validation into the empty cache
-        secs = time.perf_counter() - t0
+    try:
+        learn = vt.ConvLearner.pretrained(vt.efficientnet_lite0, data, engine=kind, cache_dir=cache, verbose=False)
+        with _Timed() as t:
+            t0 = time.perf_counter()
+            learn.precompute = True  # clean activations of train + validation into the empty cache
+            secs = time.perf_counter() - t0
+    finally:
+        if before is None:
+            os.environ.pop("VISIONTUNE_CACHE", None)
+        else:
+            os.environ["VISIONTUNE_CACHE"] = before
     used = next(iter(learn._engines.values())).kind if learn._engines else kind
     n = len(data.trn_ds) + len(data.val_ds)
     tm = t.timings
@@ -337,18 +344,9 @@ def render(res: dict, facts: dict, ceiling: dict, cfg, cmdline: str) -> str:
     goal_e2e = best_e2e / nv["img_per_s"] if best_e2e else None
     auto_rate = rates.get(auto_kind)
     lines = [
-        "## Feature engine: precompute, augmented activations, cached TTA" + (" (tiny mode: harness check, not a result)" if cfg.tiny else ""),
-        "",
-        f"Dataset `{cfg.data_label}` ({res['n_train']} train + {res['n_valid']} validation images), {cfg.size} px, "
-        f"efficientnet_lite0 with the packaged ImageNet weights.",
-        "",
-        "```",
-        cmdline,
-        "```",
-        "",
-        C.facts_markdown(facts),
-        C.ceiling_markdown(ceiling),
-        "",
+        *C.section_head("Feature engine: precompute, augmented activations, cached TTA", cfg.tiny,
+                        f"Dataset `{cfg.data_label}` ({res['n_train']} train + {res['n_valid']} validation images), "
+                        f"{cfg.size} px, efficientnet_lite0 with the packaged ImageNet weights.", cmdline, facts, ceiling),
         "### End to end: JPEG files to cached activations (train + validation)",
         "",
         C.md_table(["engine", "images/s", "seconds", "loader wait / forward / write / engine build", "vs naive"], rows),

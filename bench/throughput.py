@@ -124,16 +124,22 @@ def stage_train_step(cfg, name: str, flops_fwd: float) -> dict:
         opt.step()
 
     step()  # warm-up
-    times = []
-    for _ in range(cfg.train_steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    times = call_seconds(step, cfg.train_steps)
     best = min(times)
     return {"stage": "(c) fine-tuning step (fwd + bwd + SGD)",
             "what": f"{name}, batch {cfg.train_bs}, {cfg.size} px, channels_last, {'bf16 autocast' if amp else 'fp32'}",
             "img_per_s": cfg.train_bs / best, "n": cfg.train_bs * cfg.train_steps, "seconds": sum(times),
             "flops_per_img": 3 * flops_fwd, "median_step_s": statistics.median(times)}
+
+
+def call_seconds(fn, n: int) -> list[float]:
+    """Wall seconds of each of ``n`` calls of ``fn()``."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def stage_exported(cfg, val_paths: list[Path]) -> list[dict]:
@@ -161,17 +167,9 @@ def stage_exported(cfg, val_paths: list[Path]) -> list[dict]:
         batch = rng.standard_normal((cfg.bs, 3, cfg.size, cfg.size)).astype(np.float32)
         for _ in range(3):
             m.predict_batch(one)
-        lat = []
-        for _ in range(cfg.latency_repeats):
-            t = time.perf_counter()
-            m.predict_batch(one)
-            lat.append(time.perf_counter() - t)
+        lat = call_seconds(lambda: m.predict_batch(one), cfg.latency_repeats)
         m.predict_batch(batch)
-        bt = []
-        for _ in range(cfg.batch_repeats):
-            t = time.perf_counter()
-            m.predict_batch(batch)
-            bt.append(time.perf_counter() - t)
+        bt = call_seconds(lambda: m.predict_batch(batch), cfg.batch_repeats)
         files = val_paths[: cfg.latency_repeats]
         m.predict_images([files[0]])
         lat_e2e = []
@@ -208,17 +206,8 @@ def render(rows, ceiling, facts, cfg, cmdline, lite0_flops) -> str:
         table.append([r["stage"], r["what"], C.fmt(r["img_per_s"]) + (f" ({lat})" if lat else ""),
                       f"{flops / 1e9:.2f}", C.fmt(limit), f"{r['img_per_s'] / limit:.1%}"])
     return "\n".join([
-        "## Throughput by stage, beside the machine's limit" + (" (tiny mode: harness check, not a result)" if cfg.tiny else ""),
-        "",
-        f"Dataset `{cfg.data_label}`, {cfg.size} px.",
-        "",
-        "```",
-        cmdline,
-        "```",
-        "",
-        C.facts_markdown(facts),
-        C.ceiling_markdown(ceiling),
-        "",
+        *C.section_head("Throughput by stage, beside the machine's limit", cfg.tiny,
+                        f"Dataset `{cfg.data_label}`, {cfg.size} px.", cmdline, facts, ceiling),
         C.md_table(["stage", "what", "images/s", "GFLOP per image", "limit images/s", "fraction of limit"], table),
         "",
         "- GFLOP per image: one forward pass counted by `torch.utils.flop_counter` (2 FLOPs per multiply-add); "

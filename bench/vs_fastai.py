@@ -209,17 +209,9 @@ def contender_rows(results: list[dict], fastai: dict | None) -> list[list]:
 def render(results: list[dict], facts: dict, args, cmdline: str) -> str:
     fastai = next((r for r in results if r["contender"] == "fastai" and r.get("rc", 0) == 0), None)
     lines = [
-        "## visiontune vs fastai 2: time to accuracy" + (" (tiny mode: harness check, not a result)" if args.tiny else ""),
-        "",
-        f"Dataset `{args.data_label}` (train `{args.train}`, validation `{args.valid}`), {args.size} px, "
-        f"efficientnet_lite0 with the packaged ImageNet weights for every contender.",
-        "",
-        "```",
-        cmdline,
-        "```",
-        "",
-        C.facts_markdown(facts),
-        "",
+        *C.section_head("visiontune vs fastai 2: time to accuracy", args.tiny,
+                        f"Dataset `{args.data_label}` (train `{args.train}`, validation `{args.valid}`), {args.size} px, "
+                        "efficientnet_lite0 with the packaged ImageNet weights for every contender.", cmdline, facts),
         C.md_table(["contender", "train s", "train vs fastai", "accuracy", "TTA accuracy", "log loss",
                     "peak RSS MB", "whole process s", "whole vs fastai"], contender_rows(results, fastai)),
         "",
