@@ -304,7 +304,7 @@ class Engine:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype != torch.uint8:
             raise ValueError(f"normalized() takes a uint8 NCHW tensor, got {getattr(x, 'dtype', type(x))} "
                              f"{tuple(getattr(x, 'shape', ()))}")
-        return self._forward_uint8(x, tuple(float(v) for v in mean), tuple(float(v) for v in std))
+        return self._forward_uint8(x, *_norm_variant(mean, std))
 
     def _forward_uint8(self, x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
         return self._forward(_normalize(x, mean, std))
@@ -325,6 +325,11 @@ class Engine:
     def __repr__(self) -> str:
         state = ", closed" if self._closed else ""
         return f"{type(self).__name__}(kind={self.kind!r}, precision={self.precision!r}, device={str(self.device)!r}{state})"
+
+
+def _norm_variant(mean, std) -> tuple[tuple, tuple]:
+    """``(mean, std)`` as tuples of floats: how a uint8 variant is named in the runner caches."""
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def _normalize(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
@@ -467,10 +472,9 @@ class _ExportedEngine(Engine):
     def __init__(self, module: nn.Module, device: torch.device, example_input_shape, cache_id: str | None = None,
                  uint8_norm: tuple | None = None):
         super().__init__(module, device)
-        self._module_ref = weakref.ref(module)
         # Held while the engine is open: a caller may pass a wrapper built just for this engine
         # (``nn.Sequential(body, pool)``), and later input sizes or uint8 inputs export from it again.
-        self._module_keep: nn.Module | None = module
+        self._module: nn.Module | None = module
         self._threads = torch.get_num_threads()
         self._runners: dict[tuple, object] = {}
         self._key: int | None = None
@@ -494,18 +498,14 @@ class _ExportedEngine(Engine):
         raise NotImplementedError
 
     def _runner(self, chw: tuple, uint8_norm: tuple | None = None):
-        module = self._module_ref()
-        if module is not None:
-            key = _weights_key(module)
-            if key != self._key:
-                self._runners.clear()
-                self._key = key
+        module = self._module
+        key = _weights_key(module)
+        if key != self._key:
+            self._runners.clear()
+            self._key = key
         variant = (chw, uint8_norm)
         if variant in self._runners:
             return self._runners[variant]
-        if module is None:
-            raise RuntimeError("the module this engine was built from no longer exists; "
-                               f"it cannot export for a new input size {chw}")
         shared = _RUNNERS.setdefault(module, {})
         cache_key = (self.kind, chw, uint8_norm, self._threads, self.precision)
         hit = shared.get(cache_key)
@@ -549,13 +549,12 @@ class _ExportedEngine(Engine):
     def refresh(self) -> None:
         self._runners.clear()
         self._key = None
-        module = self._module_ref()
-        if module is not None:
-            _RUNNERS.pop(module, None)
+        if self._module is not None:
+            _RUNNERS.pop(self._module, None)
 
     def close(self) -> None:
         self._runners.clear()
-        self._module_keep = None
+        self._module = None
         super().close()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -599,10 +598,7 @@ class OpenVinoEngine(_ExportedEngine):
         return "bf16" if "BF16" in caps else "fp32"
 
     def _upfront_variant(self, uint8_norm: tuple | None) -> tuple | None:
-        if uint8_norm is None:
-            return None
-        mean, std = uint8_norm
-        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        return None if uint8_norm is None else _norm_variant(*uint8_norm)
 
     def _build(self, onnx_bytes: bytes, uint8_norm: tuple | None = None):
         core = _ov_core()

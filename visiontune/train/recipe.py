@@ -724,15 +724,17 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
             skip("head_precompute", "head_epochs=0")
 
     # -- 4. head with augmentation, cycle_len=1 -----------------------------------------------------------
-    if k == 0 and (cfg.fast or cfg.precompute_aug is None or cfg.budget is not None):
+    # No augmented views: the clean activations, unless K=0 was asked for explicitly (no --fast, no
+    # --budget): then the notes' step 4, the frozen body on augmented images (slow on a CPU).
+    body_on_augmented = k == 0 and cfg.precompute_aug == 0 and cfg.budget is None and not cfg.fast
+    if k == 0 and not body_on_augmented:
         why = "--fast" if cfg.fast else "--budget" if cfg.budget is not None else "precompute_aug=0"
         header(4, f"train the head, cycle_len=1 ({cfg.aug_epochs} epochs; {why}: clean activations, no augmented pass)")
     else:
         header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
     if not progress.done("head_aug"):
         if cfg.aug_epochs > 0:
-            if k == 0 and cfg.precompute_aug == 0 and cfg.budget is None and not cfg.fast:
-                # asked for explicitly: the notes' step 4, the frozen body on augmented images (slow on a CPU)
+            if body_on_augmented:
                 learn.precompute = False
             run_fit("head_aug", "head_aug", lr, cfg.aug_epochs, cycle_len=1)
         else:
