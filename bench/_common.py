@@ -22,6 +22,7 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MD = REPO / "docs" / "benchmarks.md"
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
+DOG_BREEDS = REPO.parent / "shared" / "datasets" / "dog_breeds_sample"
 
 TINY_MD = REPO / "bench" / "results" / "benchmarks_tiny.md"
 OUT_HELP = ("markdown file whose section this script rewrites (default docs/benchmarks.md; "

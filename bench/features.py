@@ -210,27 +210,52 @@ def pure_forward(cfg) -> tuple[dict, dict, str, float]:
     return rates, build, auto_kind, flops
 
 
-def augmented(cfg, data, work: Path) -> tuple[list[dict], object]:
+HEAD_FITS = [  # (label, lr, n_cycle, fit keywords); the first is the lesson's first head fit, the headline
+    ("fit(1e-2, 3)", 1e-2, 3, {}),
+    ("fit(1e-2, 3, cycle_len=1)", 1e-2, 3, {"cycle_len": 1}),
+    ("fit(3e-3, 3, cycle_len=1)", 3e-3, 3, {"cycle_len": 1}),
+    ("fit(1e-2, 10)", 1e-2, 10, {}),
+]
+
+
+def make_dog_data(cfg):
+    """dog_breeds_sample (120 breeds, 2 to 17 photos each) with the lesson's 20% validation split."""
+    import visiontune as vt
+
+    labels = cfg.k_data / "labels.csv"
+    n = sum(1 for _ in labels.open()) - 1
+    return vt.ImageClassifierData.from_csv(
+        cfg.k_data, "train", labels, bs=32, val_idxs=vt.get_cv_idxs(n, seed=42), suffix=".jpg",
+        tfms=vt.tfms_from_model(vt.efficientnet_lite0, cfg.size, aug_tfms=vt.transforms_side_on, max_zoom=1.1))
+
+
+def augmented(cfg, data, work: Path, dataset: str, fits=HEAD_FITS, main_dataset: bool = True) -> tuple[list[dict], object]:
+    """Head-only fits on K=0 and K=cfg.k caches (one cache of views, read by every fit), per seed.
+    On the main dataset the headline fit's learners are kept for TTA (see :func:`augmented_tta`)."""
     import numpy as np
 
     import visiontune as vt
     from visiontune.train.learner import set_seed
 
-    cache = work / "cache-aug"
+    cache = work / f"cache-aug-{dataset}"
     rows, keep = [], None
-    for k in (0, cfg.k):
-        for seed in cfg.seeds:
-            set_seed(seed)
-            learn = vt.ConvLearner.pretrained(vt.efficientnet_lite0, data, precompute=True, precompute_aug=k,
-                                              cache_dir=cache, verbose=False)
-            t0 = time.perf_counter()
-            logs = learn.fit(1e-2, cfg.head_epochs, seed=seed)
-            fit_s = time.perf_counter() - t0
-            last = logs[-1]
-            rows.append({"K": k, "seed": seed, "val_loss": float(last["val_loss"]),
-                         "accuracy": float(last.get("accuracy", np.nan)), "fit_s": fit_s, "learner": learn})
-            if k == 0 and keep is None:
-                keep = learn
+    for label, lr, n_cycle, kw in fits:
+        for k in (0, cfg.k):
+            for seed in cfg.seeds:
+                set_seed(seed)
+                learn = vt.ConvLearner.pretrained(vt.efficientnet_lite0, data, precompute=True, precompute_aug=k,
+                                                  cache_dir=cache, verbose=False)
+                t0 = time.perf_counter()
+                logs = learn.fit(lr, n_cycle, seed=seed, **kw)
+                fit_s = time.perf_counter() - t0
+                last = logs[-1]
+                row = {"dataset": dataset, "fit": label, "K": k, "seed": seed, "val_loss": float(last["val_loss"]),
+                       "accuracy": float(last.get("accuracy", np.nan)), "fit_s": fit_s}
+                if label == fits[0][0] and main_dataset:
+                    row["learner"] = learn  # for TTA, after cached_tta
+                    if k == 0 and keep is None:
+                        keep = learn
+                rows.append(row)
     return rows, keep
 
 
@@ -239,6 +264,8 @@ def augmented_tta(rows: list[dict]) -> None:
     import numpy as np
 
     for r in rows:
+        if "learner" not in r:
+            continue
         lp, y = r.pop("learner").TTA()
         r["tta_accuracy"] = float((lp.argmax(1) == y).mean())
         r["tta_loss"] = float(-np.mean(lp[np.arange(len(y)), y]))
@@ -324,14 +351,31 @@ def render(res: dict, facts: dict, ceiling: dict, cfg, cmdline: str) -> str:
     aug_rows = []
     import numpy as np
 
-    for k in sorted({r["K"] for r in res["aug"]}):
-        rs = [r for r in res["aug"] if r["K"] == k]
+    headline = [r for r in res["aug"] if r["fit"] == HEAD_FITS[0][0] and r["dataset"] == res["aug"][0]["dataset"]]
+    for k in sorted({r["K"] for r in headline}):
+        rs = [r for r in headline if r["K"] == k]
         aug_rows.append([f"precompute_aug={k}", f"{np.mean([r['accuracy'] for r in rs]):.3f}",
                          f"{np.mean([r['val_loss'] for r in rs]):.4f}",
                          f"{np.mean([r.get('tta_accuracy', np.nan) for r in rs]):.3f}",
                          f"{np.mean([r.get('tta_loss', np.nan) for r in rs]):.4f}",
                          ", ".join(f"{r['accuracy']:.3f}/{r['val_loss']:.3f}" for r in rs),
                          F(float(np.mean([r["fit_s"] for r in rs])))])
+    sweep_rows, verdicts = [], {}
+    for dataset in dict.fromkeys(r["dataset"] for r in res["aug"]):
+        for label in dict.fromkeys(r["fit"] for r in res["aug"] if r["dataset"] == dataset):
+            by_k = {k: [r for r in res["aug"] if r["dataset"] == dataset and r["fit"] == label and r["K"] == k]
+                    for k in (0, cfg.k)}
+            acc = {k: float(np.mean([r["accuracy"] for r in rs])) for k, rs in by_k.items()}
+            loss = {k: float(np.mean([r["val_loss"] for r in rs])) for k, rs in by_k.items()}
+            met = acc[cfg.k] > acc[0] or loss[cfg.k] < loss[0]
+            both = acc[cfg.k] >= acc[0] and loss[cfg.k] < loss[0]
+            verdicts.setdefault(dataset, []).append(met)
+            sweep_rows.append([dataset, f"`{label}`", f"{acc[0]:.4f} / {loss[0]:.4f}",
+                               f"{acc[cfg.k]:.4f} / {loss[cfg.k]:.4f}", f"{acc[cfg.k] - acc[0]:+.4f}",
+                               f"{loss[cfg.k] - loss[0]:+.4f}",
+                               "both better" if both else "yes" if met else "no"])
+    verdict_lines = [f"- {d}: K={cfg.k} raises accuracy or lowers loss in {sum(v)} of {len(v)} head schedules."
+                     for d, v in verdicts.items()]
     t = res["tta"]
     tta_rows = [
         ["first `learn.TTA()` (computes the 4 views' activations)", F(t["first_s"]), "", ""],
@@ -387,6 +431,15 @@ def render(res: dict, facts: dict, ceiling: dict, cfg, cmdline: str) -> str:
         "head epochs. K augmented views of every training image are cached once; each head epoch samples one "
         "view per image (clean or augmented).",
         "",
+        f"#### K={cfg.k} against K=0 over several head schedules (mean of the seeds above)",
+        "",
+        C.md_table(["dataset", "head fit", "K=0 accuracy / loss", f"K={cfg.k} accuracy / loss", "accuracy change",
+                    "loss change", "goal met (accuracy up or loss down)"], sweep_rows),
+        "",
+        *verdict_lines,
+        "- the views are `transforms_side_on` with `max_zoom=1.1` (the lesson's); dog_breeds_sample is split "
+        "with `get_cv_idxs(n, seed=42)` (800 train, 200 validation, 120 breeds).",
+        "",
         "### Cached TTA (4 augmented views + the clean one, validation set)",
         "",
         C.md_table(["call", "seconds", "max abs prob. difference vs cached", "same predicted class"], tta_rows),
@@ -407,13 +460,19 @@ def main(argv=None) -> int:
     ap.add_argument("--engines", default=None,
                     help="comma-separated engine kinds (default: every available one; tiny: all but torch-compile)")
     ap.add_argument("--k", type=int, default=4, help="augmented views per training image")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds for the K comparison (default 0,1,2; tiny: 0)")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds for the K comparison (default 0,...,7; tiny: 0)")
+    ap.add_argument("--k-data", type=Path, default=C.DOG_BREEDS,
+                    help="a second dataset for the K comparison (a CSV layout: train/ + labels.csv; default "
+                         "dog_breeds_sample; skipped with --tiny or when missing)")
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help=C.OUT_HELP)
     ap.add_argument("--json", type=Path, default=None)
     cfg = ap.parse_args(argv)
     cfg.size = cfg.size or (64 if cfg.tiny else 224)
-    cfg.seeds = [int(s) for s in (cfg.seeds or ("0" if cfg.tiny else "0,1,2")).split(",")]
+    cfg.seeds = [int(s) for s in (cfg.seeds or ("0" if cfg.tiny else "0,1,2,3,4,5,6,7")).split(",")]
+    if cfg.tiny or cfg.k_data is not None and not cfg.k_data.is_dir():
+        cfg.k_data = None
     cfg.head_epochs = 3
     cfg.repeats = 2 if cfg.tiny else 3
     cfg.data_label = str(cfg.data)
@@ -455,15 +514,23 @@ def main(argv=None) -> int:
         print(f"single-process costs ({res['forward'][2]})", flush=True)
         res["costs"] = single_process_costs(cfg, data, res["forward"][2] if res["forward"][2] in cfg.engines else best_kind)
         print(f"augmented activations K={cfg.k} vs 0", flush=True)
-        res["aug"], learn = augmented(cfg, data, work)
+        res["aug"], learn = augmented(cfg, data, work, "hymenoptera" if not cfg.tiny else "tiny",
+                                      HEAD_FITS[:1] if cfg.tiny else HEAD_FITS)
+        if cfg.k_data is not None:
+            print(f"augmented activations K={cfg.k} vs 0 on {cfg.k_data.name}", flush=True)
+            dog_rows, _ = augmented(cfg, make_dog_data(cfg), work, cfg.k_data.name, main_dataset=False)
+            res["aug"] += dog_rows
         for r in res["aug"]:
-            print(f"  K={r['K']} seed {r['seed']}: accuracy {r['accuracy']:.3f}, val loss {r['val_loss']:.4f}", flush=True)
+            print(f"  {r['dataset']} {r['fit']} K={r['K']} seed {r['seed']}: accuracy {r['accuracy']:.3f}, "
+                  f"val loss {r['val_loss']:.4f}", flush=True)
         print("cached TTA", flush=True)
         res["tta"] = cached_tta(cfg, data, learn, work)
         print(f"  first {res['tta']['first_s']:.2f} s, second {res['tta']['second_s']:.4f} s", flush=True)
         augmented_tta(res["aug"])
         for r in res["aug"]:
-            print(f"  K={r['K']} seed {r['seed']}: TTA accuracy {r['tta_accuracy']:.3f}, TTA loss {r['tta_loss']:.4f}")
+            if "tta_accuracy" in r:
+                print(f"  K={r['K']} seed {r['seed']}: TTA accuracy {r['tta_accuracy']:.3f}, "
+                      f"TTA loss {r['tta_loss']:.4f}")
         payload = {"facts": facts, "ceiling": ceiling, "command": cmdline, "tiny": cfg.tiny, "results": res}
         json_path = cfg.json or (C.REPO / "bench" / "results" / f"features{'_tiny' if cfg.tiny else ''}.json")
         json_path.parent.mkdir(parents=True, exist_ok=True)

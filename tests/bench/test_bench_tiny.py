@@ -86,9 +86,11 @@ def test_features_tiny(tmp_path):
     assert all(_number(e["img_per_s"]) for e in r["e2e"]) and _number(r["naive"]["img_per_s"])
     assert set(r["forward"][0]) == {"onnxruntime", "torch"}
     assert {a["K"] for a in r["aug"]} == {0, 4}
+    assert {a["fit"] for a in r["aug"]} == {"fit(1e-2, 3)"}  # --tiny: the headline schedule, no second dataset
     t = r["tta"]
     assert _number(t["first_s"]) and _number(t["second_s"])
     assert t["repeat"][1] == 1.0 and t["cold"][1] == 1.0  # same classes from a warm and a cold cache
     section = _section(md, "features")
     for heading in ("End to end", "Where the time goes", "Pure forward rate", "Augmented activations", "Cached TTA"):
         assert heading in section
+    assert "- tiny: K=4 raises accuracy or lowers loss in " in section  # the verdict per dataset

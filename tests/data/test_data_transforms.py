@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from visiontune.transforms import (CropType, ImageTransforms, tfms_from_model, transforms_basic, transforms_side_on,
                                    transforms_top_down, tta_views)
@@ -64,6 +64,24 @@ def test_validation_center_crop_with_crop_pct():
     assert val(im).float().mean().item() > 250
     _, val1 = tfms_from_model("resnet34", 50)  # crop_pct=1: whole image
     assert 50 < val1(im).float().mean().item() < 80  # a quarter of the area is white
+
+
+@pytest.mark.parametrize("size", [(333, 250), (250, 333), (224, 224), (225, 1000), (1001, 230), (91, 64)])
+@pytest.mark.parametrize("crop_pct", [1.0, 0.875])
+def test_validation_crop_matches_resize_then_centre_crop(size, crop_pct):
+    """The validation transform resizes only the crop's source box: the pixels of torchvision's
+    resize + centre crop (to +-1 of 255, rounding), at a fraction of the cost."""
+    from torchvision.transforms.v2 import functional as F
+
+    rng = np.random.default_rng(sum(size))
+    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    im = im.resize(size).filter(ImageFilter.SMOOTH)  # image-like: neighbouring pixels correlate
+    _, val = tfms_from_model("resnet34", 64, crop_pct=crop_pct)
+    short = max(64, round(64 / crop_pct))
+    expected = F.pil_to_tensor(F.center_crop(F.resize(im, short, antialias=True), [64, 64]))
+    got = val(im)
+    assert got.shape == expected.shape == (3, 64, 64)
+    assert (got.int() - expected.int()).abs().max().item() <= 1
 
 
 def test_crop_type_no_squashes():

@@ -368,6 +368,61 @@ def test_run_engine_stacks_in_order_and_times_stages(tmp_path):
         run_engine(engine, ListLoader(x, 4), out=np.empty((4, 16), np.float32))
 
 
+def test_reading_ahead_decodes_while_the_engine_builds():
+    """Batches are read in the background before run_engine asks; the output is the same, in order."""
+    import threading
+
+    net = tiny()
+    x = torch.randn(10, 3, 16, 16)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    read = threading.Event()
+
+    class Watched(ListLoader):
+        def __iter__(self):
+            for batch in self.batches:
+                yield batch
+                read.set()
+
+    loader = Watched(x, 4)
+    with E.reading_ahead(loader, depth=8) as early:
+        assert read.wait(5)  # read before any engine exists
+        engine = create_engine(net, "torch")
+        assert len(early) == 3
+        out = run_engine(engine, early)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+
+
+def test_reading_ahead_raises_the_loaders_error_and_stops_its_thread():
+    class Broken(ListLoader):
+        def __iter__(self):
+            yield self.batches[0]
+            raise ValueError("cannot read image 3: bad.jpg")
+
+    engine = create_engine(tiny(), "torch")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        with E.reading_ahead(Broken(torch.randn(8, 3, 16, 16), 4)) as early:
+            run_engine(engine, early)
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield torch.randn(2, 3, 16, 16), torch.zeros(2)
+
+    class Endless:
+        def __iter__(self):
+            return endless()
+
+    with E.reading_ahead(Endless(), depth=2) as early:
+        next(iter(early))
+    n = len(produced)
+    assert n <= 5  # bounded: the queue holds at most `depth` batches
+    assert not [t for t in __import__("threading").enumerate() if t.name == "visiontune-read-ahead"]
+    assert len(produced) == n  # the thread is gone: nothing more is read
+
+
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
 def test_measure_engines_reports_images_per_second():
     build: dict = {}

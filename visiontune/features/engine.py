@@ -90,6 +90,7 @@ __all__ = [
     "create_engine",
     "cpu_supports_bf16",
     "measure_engines",
+    "reading_ahead",
     "run_engine",
 ]
 
@@ -801,6 +802,106 @@ def _batch_input(batch) -> torch.Tensor:
     if isinstance(batch, dict):
         return batch["x"] if "x" in batch else batch["image"]
     return batch
+
+
+class _ReadAhead:
+    """The batches of a loader, read by a background thread into a bounded queue (see :func:`reading_ahead`)."""
+
+    def __init__(self, loader, depth: int):
+        import queue
+        import threading
+
+        self.dataset = getattr(loader, "dataset", None)
+        self.normalizer = getattr(loader, "normalizer", None)
+        try:
+            self._n_batches = len(loader)
+        except TypeError:
+            self._n_batches = None
+        raw = getattr(loader, "unnormalized", None)
+        self._source = raw() if raw is not None and self.normalizer is not None else iter(loader)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="visiontune-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        import queue
+
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for batch in self._source:
+                if not put(("batch", batch)):
+                    return
+            put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the reader, raised there
+            put(("error", e))
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                close()  # a generator's own clean-up (cancelling its decode jobs) runs here, in its thread
+
+    def __len__(self) -> int:
+        if self._n_batches is None:
+            raise TypeError("the loader read ahead has no length")
+        return self._n_batches
+
+    def __iter__(self):
+        for x, y in self.unnormalized():
+            if self.normalizer is not None and x.dtype == torch.uint8:
+                x = self.normalizer.normalize(x)
+            yield x, y
+
+    def unnormalized(self):
+        while True:
+            kind, value = self._queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def reading_ahead(loader, depth: int = 16):
+    """``loader``'s batches, decoded ahead by a background thread (at most ``depth`` batches kept) while
+    the block does something else, for example building an engine: the ONNX export runs mostly on one
+    core, so on a 2-core CPU decoding can use the other. Give what it yields to :func:`run_engine`
+    in place of the loader; it can be read once.
+    With a ``normalizer`` the thread reads the loader's uint8 batches and ``run_engine`` normalises.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> loader = [(torch.full((2, 3, 1, 1), float(i)), torch.zeros(2)) for i in range(5)]
+    >>> with reading_ahead(loader, depth=2) as early:
+    ...     engine = create_engine(nn.Flatten(), "torch", example_input_shape=(1, 3, 1, 1))
+    ...     out = run_engine(engine, early)
+    >>> out[:, 0].tolist()
+    [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
+    """
+    early = _ReadAhead(loader, depth)
+    try:
+        yield early
+    finally:
+        early.close()
 
 
 def run_engine(

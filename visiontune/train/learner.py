@@ -70,6 +70,9 @@ def loss_for(kind: str) -> Callable:
     return lambda out, y: F.l1_loss(out.reshape(y.shape[0], -1), y.float().reshape(y.shape[0], -1))
 
 
+READ_AHEAD_BYTES = 256 * 2**20  # decoded batches kept while the first engine builds
+
+
 def state_digest(module: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
@@ -280,10 +283,10 @@ class ConvLearner:
     def _features_module(self) -> nn.Module:
         return nn.Sequential(self.body, self.pool)
 
-    def _engine(self, module_name: str, module: nn.Module, n_images: int):
+    def _engine(self, module_name: str, module: nn.Module, n_images: int, digest: str | None = None):
         from ..features.engine import create_engine
 
-        digest = state_digest(module)
+        digest = digest or state_digest(module)
         key = (module_name, digest)
         if key not in self._engines:
             for stale in [k for k in self._engines if k[0] == module_name]:
@@ -299,10 +302,18 @@ class ConvLearner:
         return self._engines[key]
 
     def _compute_acts(self, loader, n_images: int) -> np.ndarray:
-        from ..features.engine import run_engine
+        from ..features.engine import reading_ahead, run_engine
 
-        engine = self._engine("features", self._features_module(), n_images)
-        return run_engine(engine, loader, progress=self.verbose)
+        module = self._features_module()
+        digest = state_digest(module)
+        if ("features", digest) in self._engines:
+            return run_engine(self._engine("features", module, n_images, digest), loader, progress=self.verbose)
+        # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
+        # holding at most READ_AHEAD_BYTES of uint8 batches
+        batch_bytes = 3 * self.data.sz ** 2 * max(1, int(getattr(loader, "batch_size", None) or self.data.bs))
+        with reading_ahead(loader, depth=max(2, min(16, READ_AHEAD_BYTES // batch_bytes))) as early:
+            engine = self._engine("features", module, n_images, digest)
+            return run_engine(engine, early, progress=self.verbose)
 
     def activations(self, split: str, view: str = "clean", seed: int = 0) -> np.ndarray:
         """Pooled body activations of ``split`` ('train', 'valid', 'test') for a view, from the cache."""
