@@ -53,3 +53,26 @@ def test_custom_random_steps_keep_worker_processes(tmp_path):
     assert not data.trn_tfms.item_seedable
     assert not ordered_loader(data, "valid", augment=True).threaded
     assert ordered_loader(data, "valid", augment=False).threaded  # the clean pass has no random step
+
+
+def test_views_are_fixed_when_the_pass_starts_even_if_another_thread_reads_it(tmp_path):
+    """reading_ahead reads a pass in a background thread while the caller builds an engine (which may draw
+    from torch's generator): the pass's seed is drawn when it starts, in the caller's thread."""
+    from visiontune.features.engine import reading_ahead
+
+    data = _data(tmp_path, aug=transforms_top_down)
+    torch.manual_seed(3)
+    expected = torch.cat([x for x, _ in ordered_loader(data, "valid", augment=True).unnormalized()])
+    after = torch.rand(4)  # what the caller draws next
+    torch.manual_seed(3)
+    batches = ordered_loader(data, "valid", augment=True).unnormalized()  # the pass starts: its seed is drawn
+    assert torch.equal(torch.rand(4), after)  # before its first batch is read
+    assert torch.equal(torch.cat([x for x, _ in batches]), expected)
+
+    torch.manual_seed(3)
+    loader = ordered_loader(data, "valid", augment=True)
+    with reading_ahead(loader, depth=8) as early:
+        drawn = torch.rand(4)  # the caller's own draws, racing the reader thread
+        got = torch.cat([x for x, _ in early.unnormalized()])
+    assert torch.equal(got, expected)
+    assert torch.equal(drawn, after)

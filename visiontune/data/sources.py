@@ -332,31 +332,35 @@ class Loader:
         return BatchSampler(sampler, self.batch_size, self.drop_last)
 
     def _batches(self):
+        """An iterator over the batches. Random draws that fix a pass (worker seeds, the per-item seed base)
+        happen here, in the caller's thread, even when another thread reads the batches."""
         if self._dl is not None:
-            yield from self._dl
-        elif self.threaded:
-            yield from self._threaded_batches()
-        else:
-            for idxs in self._index_batches():
-                yield self.dataset.get_batch(idxs)
+            return iter(self._dl)
+        if self.threaded:
+            return self._threaded_batches(iter(list(self._index_batches())), self._item_fn())
+        return (self.dataset.get_batch(idxs) for idxs in self._index_batches())
 
-    def _threaded_batches(self, ahead: int = 2):
-        """Batches in order, items decoded by a thread pool that works ``ahead`` batches in advance."""
+    def _item_fn(self):
+        """``i -> dataset[i]``; with random transforms, each item draws from its own seed (base + i)."""
+        if not getattr(getattr(self.dataset, "transform", None), "train", False):
+            return self.dataset.__getitem__
+        base = int(torch.randint(0, 2**62, ()).item())
+
+        def item(i, _get=self.dataset.__getitem__):
+            with item_random_state(base + int(i)):
+                return _get(i)
+
+        return item
+
+    def _threaded_batches(self, index_batches, item, ahead: int = 2):
+        """The batches of ``index_batches`` in order, items decoded by a thread pool that works ``ahead``
+        batches in advance."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         from torch.utils.data import default_collate
 
-        index_batches = iter(self._index_batches())
         pending: deque = deque()
-        item = self.dataset.__getitem__
-        if getattr(getattr(self.dataset, "transform", None), "train", False):  # random transforms: seed per item
-            base = int(torch.randint(0, 2**62, ()).item())
-
-            def item(i, _get=self.dataset.__getitem__):
-                with item_random_state(base + int(i)):
-                    return _get(i)
-
         with ThreadPoolExecutor(self.num_workers, thread_name_prefix="visiontune-decode") as pool:
             try:
                 while True:
