@@ -82,6 +82,28 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(out)
 
 
+def k_comparison(rows: Sequence[dict], k: int) -> list[dict]:
+    """Augmented activations against none: per (dataset, head fit), in the order met, the mean accuracy and
+    validation loss (and TTA ones, where every row has them) over the seeds for K=0 and K=``k``, and
+    ``better``: accuracy up or loss down. ``rows`` are ``bench/features.py``'s ``results.aug``."""
+    import numpy as np
+
+    def mean(group, name):
+        return float(np.mean([r[name] for r in group])) if all(name in r for r in group) else None
+
+    out = []
+    groups = dict.fromkeys((r.get("dataset", ""), r.get("fit", "")) for r in rows)
+    for dataset, fit in groups:
+        same = [r for r in rows if (r.get("dataset", ""), r.get("fit", "")) == (dataset, fit)]
+        g0, g1 = ([r for r in same if r["K"] == kk] for kk in (0, k))
+        c = {"dataset": dataset, "fit": fit, "n_seeds": len(g0)}
+        for name in ("accuracy", "val_loss", "tta_accuracy", "tta_loss"):
+            c[name] = (mean(g0, name), mean(g1, name))
+        c["better"] = c["accuracy"][1] > c["accuracy"][0] or c["val_loss"][1] < c["val_loss"][0]
+        out.append(c)
+    return out
+
+
 def fmt(v, digits: int = 3) -> str | None:
     """A number for a table cell (None stays None: the table shows n/a)."""
     if v is None:

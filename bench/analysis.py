@@ -114,31 +114,26 @@ def features_points(d) -> tuple[list[str], list[str]]:
             f"({max(rates, key=rates.get)}, {top:.0f} images/s).")
     k = sorted({a["K"] for a in r["aug"]})
     if len(k) == 2:
-        for dataset in dict.fromkeys(a.get("dataset", "") for a in r["aug"]):
-            rows = [a for a in r["aug"] if a.get("dataset", "") == dataset]
-            fits = list(dict.fromkeys(a.get("fit", "") for a in rows))
-            wins = []
-            for fit in fits:
-                a0 = [a for a in rows if a.get("fit", "") == fit and a["K"] == k[0]]
-                a1 = [a for a in rows if a.get("fit", "") == fit and a["K"] == k[1]]
-                acc = [np.mean([a["accuracy"] for a in g]) for g in (a0, a1)]
-                loss = [np.mean([a["val_loss"] for a in g]) for g in (a0, a1)]
-                wins.append(acc[1] > acc[0] or loss[1] < loss[0])
-                if fit == fits[0]:
-                    head = (f"`{fit}`: accuracy {acc[1]:.3f} against {acc[0]:.3f} with K=0, validation loss "
-                            f"{loss[1]:.4f} against {loss[0]:.4f} (mean over {len(a0)} seeds)")
-                    if all("tta_accuracy" in a for a in a0 + a1):
-                        t0, t1 = (np.mean([a["tta_accuracy"] for a in g]) for g in (a0, a1))
-                        tl0, tl1 = (np.mean([a["tta_loss"] for a in g]) for g in (a0, a1))
-                        head += f"; with TTA: accuracy {t1:.3f} against {t0:.3f}, loss {tl1:.4f} against {tl0:.4f}"
-            why = ("" if sum(wins) * 2 > len(wins) else
-                   " The frozen backbone's pooled features already separate these classes (a linear head reaches "
-                   "0.94-0.95); the validation loss is carried by a few hard photos, and views drawn with the "
-                   "lesson's mild augmentation (flip, rotation up to 10 degrees, zoom up to 1.1, 5% lighting) "
-                   "make the head no better on them.")
-            (ahead if sum(wins) * 2 > len(wins) else behind).append(
+        comparisons = C.k_comparison(r["aug"], k[1])
+        for dataset in dict.fromkeys(c["dataset"] for c in comparisons):
+            fits = [c for c in comparisons if c["dataset"] == dataset]
+            wins = sum(c["better"] for c in fits)
+            first = fits[0]
+            (acc0, acc1), (l0, l1) = first["accuracy"], first["val_loss"]
+            head = (f"`{first['fit']}`: accuracy {acc1:.3f} against {acc0:.3f} with K=0, validation loss "
+                    f"{l1:.4f} against {l0:.4f} (mean over {first['n_seeds']} seeds)")
+            if None not in first["tta_accuracy"]:
+                (t0, t1), (tl0, tl1) = first["tta_accuracy"], first["tta_loss"]
+                head += f"; with TTA: accuracy {t1:.3f} against {t0:.3f}, loss {tl1:.4f} against {tl0:.4f}"
+            ahead_here = wins * 2 > len(fits)
+            why = ("" if ahead_here else
+                   f" The frozen backbone's pooled features already separate these classes (the head reaches "
+                   f"{acc0:.3f} without extra views); the validation loss is carried by a few hard photos, and views "
+                   "drawn with the lesson's mild augmentation (flip, rotation up to 10 degrees, zoom up to 1.1, 5% "
+                   "lighting) make the head no better on them.")
+            (ahead if ahead_here else behind).append(
                 f"- Augmented activations K={k[1]} on {dataset or 'the data'}: better than K=0 (accuracy up or "
-                f"loss down) in {sum(wins)} of {len(wins)} head schedules; {head}.{why}")
+                f"loss down) in {wins} of {len(fits)} head schedules; {head}.{why}")
     t = r["tta"]
     ahead.append(f"- Cached TTA: the second `TTA()` takes {t['second_s'] * 1000:.0f} ms against {t['first_s']:.1f} s "
                  f"for the first ({t['speedup']:.0f}x) and {t['uncached_s']:.1f} s for an uncached pass of the full "

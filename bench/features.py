@@ -361,19 +361,13 @@ def render(res: dict, facts: dict, ceiling: dict, cfg, cmdline: str) -> str:
                          ", ".join(f"{r['accuracy']:.3f}/{r['val_loss']:.3f}" for r in rs),
                          F(float(np.mean([r["fit_s"] for r in rs])))])
     sweep_rows, verdicts = [], {}
-    for dataset in dict.fromkeys(r["dataset"] for r in res["aug"]):
-        for label in dict.fromkeys(r["fit"] for r in res["aug"] if r["dataset"] == dataset):
-            by_k = {k: [r for r in res["aug"] if r["dataset"] == dataset and r["fit"] == label and r["K"] == k]
-                    for k in (0, cfg.k)}
-            acc = {k: float(np.mean([r["accuracy"] for r in rs])) for k, rs in by_k.items()}
-            loss = {k: float(np.mean([r["val_loss"] for r in rs])) for k, rs in by_k.items()}
-            met = acc[cfg.k] > acc[0] or loss[cfg.k] < loss[0]
-            both = acc[cfg.k] >= acc[0] and loss[cfg.k] < loss[0]
-            verdicts.setdefault(dataset, []).append(met)
-            sweep_rows.append([dataset, f"`{label}`", f"{acc[0]:.4f} / {loss[0]:.4f}",
-                               f"{acc[cfg.k]:.4f} / {loss[cfg.k]:.4f}", f"{acc[cfg.k] - acc[0]:+.4f}",
-                               f"{loss[cfg.k] - loss[0]:+.4f}",
-                               "both better" if both else "yes" if met else "no"])
+    for c in C.k_comparison(res["aug"], cfg.k):
+        acc, loss = c["accuracy"], c["val_loss"]
+        both = acc[1] >= acc[0] and loss[1] < loss[0]
+        verdicts.setdefault(c["dataset"], []).append(c["better"])
+        sweep_rows.append([c["dataset"], f"`{c['fit']}`", f"{acc[0]:.4f} / {loss[0]:.4f}", f"{acc[1]:.4f} / {loss[1]:.4f}",
+                           f"{acc[1] - acc[0]:+.4f}", f"{loss[1] - loss[0]:+.4f}",
+                           "both better" if both else "yes" if c["better"] else "no"])
     verdict_lines = [f"- {d}: K={cfg.k} raises accuracy or lowers loss in {sum(v)} of {len(v)} head schedules."
                      for d, v in verdicts.items()]
     t = res["tta"]
@@ -514,7 +508,7 @@ def main(argv=None) -> int:
         print(f"single-process costs ({res['forward'][2]})", flush=True)
         res["costs"] = single_process_costs(cfg, data, res["forward"][2] if res["forward"][2] in cfg.engines else best_kind)
         print(f"augmented activations K={cfg.k} vs 0", flush=True)
-        res["aug"], learn = augmented(cfg, data, work, "hymenoptera" if not cfg.tiny else "tiny",
+        res["aug"], learn = augmented(cfg, data, work, "tiny" if cfg.tiny else Path(cfg.data).resolve().name,
                                       HEAD_FITS[:1] if cfg.tiny else HEAD_FITS)
         if cfg.k_data is not None:
             print(f"augmented activations K={cfg.k} vs 0 on {cfg.k_data.name}", flush=True)

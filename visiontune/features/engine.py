@@ -804,6 +804,13 @@ def _batch_input(batch) -> torch.Tensor:
     return batch
 
 
+def _loader_batches(loader):
+    """An iterator over ``loader``'s batches as an engine takes them: a visiontune Loader's uint8 batches
+    (its ``normalizer`` says how to normalise them; engines do it inside their graph), else what it yields."""
+    raw = getattr(loader, "unnormalized", None)
+    return iter(raw() if raw is not None and getattr(loader, "normalizer", None) is not None else loader)
+
+
 class _ReadAhead:
     """The batches of a loader, read by a background thread into a bounded queue (see :func:`reading_ahead`)."""
 
@@ -817,8 +824,7 @@ class _ReadAhead:
             self._n_batches = len(loader)
         except TypeError:
             self._n_batches = None
-        raw = getattr(loader, "unnormalized", None)
-        self._source = raw() if raw is not None and self.normalizer is not None else iter(loader)
+        self._source = _loader_batches(loader)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="visiontune-read-ahead", daemon=True)
@@ -946,8 +952,7 @@ def run_engine(
     start = time.perf_counter()
     # A visiontune Loader hands over its uint8 batches and their normalisation: the engine applies it
     norm = getattr(loader, "normalizer", None)
-    raw = getattr(loader, "unnormalized", None)
-    iterator = iter(raw() if raw is not None and norm is not None else loader)
+    iterator = _loader_batches(loader)
     try:
         while True:
             t0 = time.perf_counter()

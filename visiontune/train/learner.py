@@ -305,7 +305,7 @@ class ConvLearner:
         from ..features.engine import reading_ahead, run_engine
 
         module = self._features_module()
-        digest = state_digest(module)
+        digest = self._body_digest()  # the pool has no weights: the body's (memoised) digest names the module
         if ("features", digest) in self._engines:
             return run_engine(self._engine("features", module, n_images, digest), loader, progress=self.verbose)
         # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
