@@ -9,4 +9,5 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq chromium >/dev/null
+$SUDO apt-get clean
 command -v chromium >/dev/null
