@@ -8,7 +8,7 @@ MODULES = [
     "visiontune", "visiontune.train.schedules", "visiontune.train.metrics", "visiontune.train.optim",
     "visiontune.models.heads", "visiontune.models.registry", "visiontune.utils.atomic", "visiontune.features.cache",
     "visiontune.features.engine", "visiontune.transforms.augment", "visiontune.transforms.batched",
-    "visiontune.data.gpu_decode", "visiontune.train.distributed",
+    "visiontune.data.gpu_decode", "visiontune.train.distributed", "visiontune.utils.lazy",
 ]
 
 

@@ -18,29 +18,18 @@ import os as _os
 # An explicit OMP_WAIT_POLICY in the environment wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .data import ImageClassifierData, get_cv_idxs
-from .models import (
-    convnext_tiny,
-    efficientnet_b0,
-    efficientnet_lite0,
-    efficientnet_lite1,
-    efficientnet_lite2,
-    mobilenetv3_large,
-    resnet18,
-    resnet34,
-    resnet50,
-    resnet101,
-    resnext50,
-)
-from .report.plots import plots
-from .train.learner import ConvLearner
-from .train.metrics import accuracy, accuracy_multi, accuracy_thresh
-from .train.optim import Adam, AdamW, SGD_Momentum
-from .transforms import CropType, tfms_from_model, transforms_basic, transforms_side_on, transforms_top_down
+from .utils.lazy import lazy_exports as _lazy_exports  # noqa: E402 (after the environment is set)
 
-__all__ = [
-    "Adam", "AdamW", "ConvLearner", "CropType", "ImageClassifierData", "SGD_Momentum", "accuracy", "accuracy_multi",
-    "accuracy_thresh", "convnext_tiny", "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1",
-    "efficientnet_lite2", "get_cv_idxs", "mobilenetv3_large", "plots", "resnet18", "resnet34", "resnet50",
-    "resnet101", "resnext50", "tfms_from_model", "transforms_basic", "transforms_side_on", "transforms_top_down",
-]
+# The lesson's names load on first use (PEP 562), so that `visiontune --help` and `visiontune predict`
+# on an exported model start without importing torch.
+_EXPORTS = {
+    ".data": ("ImageClassifierData", "get_cv_idxs"),
+    ".models": ("convnext_tiny", "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                "mobilenetv3_large", "resnet18", "resnet34", "resnet50", "resnet101", "resnext50"),
+    ".report.plots": ("plots",),
+    ".train.learner": ("ConvLearner",),
+    ".train.metrics": ("accuracy", "accuracy_multi", "accuracy_thresh"),
+    ".train.optim": ("Adam", "AdamW", "SGD_Momentum"),
+    ".transforms": ("CropType", "tfms_from_model", "transforms_basic", "transforms_side_on", "transforms_top_down"),
+}
+__getattr__, __dir__, __all__ = _lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,6 +187,29 @@ def test_standalone_snippet_in_docstring(tmp_path, images):
     got = np.array([[r[c] for c in CLASSES] for r in rows])
     want = ExportedModel.load(tmp_path / "model.json").predict_images(images)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cli_predict_on_an_onnx_export_runs_without_torch(tmp_path, images):
+    """`visiontune --help` and `visiontune predict` on an ONNX export never import torch (seconds saved
+    at every start), and print ExportedModel's probabilities."""
+    import subprocess
+    import sys
+
+    export_model(tiny_model(final=nn.LogSoftmax(1)), tmp_path, preprocessing=PRE, classes=CLASSES)
+    out = tmp_path / "preds.json"
+    predict = (f"rc = main(['predict', {str(tmp_path / 'model.json')!r}, {str(images[0].parent)!r}, "
+               f"'--top-k', '3', '--format', 'json', '--out', {str(out)!r}])")
+    for step in ("build_parser().format_help(); rc = 0", predict):
+        code = f"import sys\nfrom visiontune.cli import build_parser, main\n{step}\nprint(rc, 'torch' in sys.modules)"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert proc.stdout.split()[-2:] == ["0", "False"], proc.stdout + proc.stderr
+
+    rows = {Path(r["file"]).name: r["top"] for r in json.loads(out.read_text())}
+    want = ExportedModel.load(tmp_path / "model.json").predict_images(images)
+    assert sorted(rows) == sorted(p.name for p in images)
+    for path, probs in zip(images, want):
+        got = {t["label"]: t["prob"] for t in rows[path.name]}
+        np.testing.assert_allclose([got[c] for c in CLASSES], probs, atol=1e-5)
 
 
 def test_bad_arguments_fail_loudly(tmp_path):

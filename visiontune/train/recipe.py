@@ -69,6 +69,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import ImageClassifierData, get_cv_idxs
+from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.atomic import atomic_write, atomic_write_json, atomic_write_text
 from . import distributed
 from .callbacks import Callback, EarlyStopping, TimeBudget
@@ -250,9 +252,6 @@ def default_run_dir(data: str) -> Path:
 
 def build_data(cfg: TrainConfig):
     """``ImageClassifierData`` for the config (folders, or a labels CSV with a ``get_cv_idxs`` split)."""
-    from ..data import ImageClassifierData, get_cv_idxs
-    from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
-
     aug = {"side_on": transforms_side_on, "top_down": transforms_top_down, "none": None}[cfg.aug]
     tfms = tfms_from_model(cfg.arch, cfg.size, aug_tfms=aug, max_zoom=cfg.max_zoom)
     root = Path(cfg.data)
