@@ -47,6 +47,38 @@ def test_lr_find_on_images_restores_weights_and_bn_stats(make_learner):
     assert _changed(before, _snapshot(learn.model)) == set()
 
 
+def test_lr_find_default_sweep_is_long_enough_to_plot_on_a_small_set(make_learner):
+    """24 training images make 3 batches of 8: fastai 0.7's one-epoch sweep would be 3 points (and
+    visiontune raised for fewer than 2). On activations the default is 100 iterations, cycling the
+    data; on images at least 2."""
+    from visiontune.train.learner import LR_FIND_MIN_ITERS
+    from visiontune.train.recorder import plot_window
+
+    learn = make_learner(precompute=True)
+    sched = learn.lr_find()
+    ratio = (10 / 1e-5) ** (1 / (LR_FIND_MIN_ITERS - 1))
+    assert len(sched.lrs) > 20
+    assert np.allclose(sched.lrs[:3], [1e-5, 1e-5 * ratio, 1e-5 * ratio**2], rtol=1e-9)
+    start, end = plot_window(len(sched.lrs), 10, 5)
+    assert (start, end) == (10, len(sched.lrs) - 5)
+    fig = sched.plot()
+    assert len(fig.axes[0].lines[0].get_xdata()) == end - start
+
+    one_batch = make_learner(precompute=False, bs=64)  # 24 images: one batch an epoch
+    sched = one_batch.lr_find()
+    assert np.allclose(sched.lrs, [1e-5, 10], rtol=1e-9)
+    assert len(sched.plot().axes[0].lines[0].get_xdata()) == 2
+
+
+def test_lr_find_does_not_stop_in_its_first_iterations(make_learner):
+    """fastai's rule: the best loss (for the 4x stop) is tracked only after 10 iterations, so the noisy
+    start of a sweep over an already trained head runs on."""
+    learn = make_learner(precompute=True)
+    learn.fit(1e-2, 3)
+    sched = learn.lr_find(num_it=9)
+    assert len(sched.lrs) == 9 and sched.lrs[-1] == pytest.approx(10)
+
+
 def test_freeze_trains_only_the_head_and_keeps_body_bn_statistics(make_learner):
     learn = make_learner(precompute=False)
     before = _snapshot(learn.model)
@@ -164,6 +196,15 @@ def test_tta_returns_log_probs_and_cached_equals_uncached(make_learner):
     assert np.array_equal(y, y2)
     assert np.abs(np.exp(uncached) - np.exp(log_preds)).max() < 1e-3
     assert accuracy(log_preds, y) >= 0.9
+
+
+def test_tta_seed_draws_other_views_and_each_seed_is_cached_apart(make_learner):
+    learn = make_learner(precompute=True)
+    learn.fit(1e-2, 1)
+    seed0, _ = learn.TTA()
+    seed1, _ = learn.TTA(seed=1)
+    assert not np.allclose(seed0, seed1)
+    assert np.array_equal(learn.TTA(seed=1)[0], seed1) and np.array_equal(learn.TTA()[0], seed0)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(make_learner):

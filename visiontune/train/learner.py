@@ -71,6 +71,8 @@ def loss_for(kind: str) -> Callable:
 
 
 READ_AHEAD_BYTES = 256 * 2**20  # decoded batches kept while the first engine builds
+LR_FIND_MIN_ITERS = 100  # lr_find's default sweep on precomputed activations, when an epoch is shorter
+LR_FIND_WARMUP = 10  # lr_find tracks its best loss (for the 4x stop) only after this many iterations
 
 
 def state_digest(module: nn.Module) -> str:
@@ -177,6 +179,11 @@ class ConvLearner:
                    opt_fn=None, metrics=None, weights=None, pretrained: bool = True, **kwargs) -> "ConvLearner":
         """The lesson's ``ConvLearner.pretrained(arch, data, ps=..., precompute=...)``.
 
+        The head is BatchNorm -> Dropout(``ps``, 0.25 by default) -> Linear: the lesson's "last layer",
+        one linear layer over the pooled activations. fastai 0.7's default head also had a 512-unit
+        hidden layer; ``xtra_fc=[512], ps=[0.25, 0.5]`` builds that one (``ps`` a number sets every
+        dropout, a list one per layer).
+
         ``weights`` is an optional weights file (safetensors or a state dict ``.pth``) for the body.
         Other keywords: ``engine`` ('auto', 'torch', 'torch-bf16', 'onnxruntime', 'openvino', ...),
         ``precompute_aug`` (K augmented views per training image in the activation cache),
@@ -260,13 +267,15 @@ class ConvLearner:
     def _split_dataset(self, split: str):
         return {"train": self.data.trn_ds, "valid": self.data.val_ds, "test": self.data.test_ds}[split]
 
-    def _act_key(self, split: str, view: str) -> str:
+    def _act_key(self, split: str, view: str, seed: int = 0) -> str:
         ds = self._split_dataset(split)
-        tfms = self.data.trn_tfms if view.startswith("aug") else self.data.val_tfms
+        aug = view.startswith("aug")
+        tfms = self.data.trn_tfms if aug else self.data.val_tfms
         return self.cache.key(
             arch=self.arch.timm_name, weights=self._body_digest(), split=split, view=view,
             tfms=self._tfms_desc(tfms), root=str(Path(self.data.path).resolve()),
             files=fingerprint_files(ds.file_fingerprint()),
+            **({"seed": seed} if aug and seed else {}),  # seed 0 keeps the keys caches were written under
         )
 
     def _body_digest(self) -> str:
@@ -320,7 +329,7 @@ class ConvLearner:
         ds = self._split_dataset(split)
         if ds is None:
             raise ValueError(f"the data has no {split} set")
-        key = self._act_key(split, view)
+        key = self._act_key(split, view, seed)
         if key in self._acts:
             return self._acts[key]
 
@@ -626,15 +635,19 @@ class ConvLearner:
     def lr_find(self, start_lr=1e-5, end_lr=10, wds=None, num_it: int | None = None, stop_div: bool = True):
         """Sweep the rate exponentially from ``start_lr`` to ``end_lr``, then restore the model exactly.
 
-        One epoch at most by default (``num_it`` iterations if given; the data cycles when
-        ``num_it`` is longer than an epoch). Stops early once the smoothed loss exceeds 4x its
-        minimum. ``learn.sched.plot()`` shows the curve with the suggested rate.
+        One epoch by default, as in fastai 0.7, but at least :data:`LR_FIND_MIN_ITERS` iterations on
+        precomputed activations (where an iteration costs about a millisecond, and one epoch of a small
+        dataset is too few points for a curve) and at least 2 on images; ``num_it`` iterations if
+        given. The data cycles when the sweep is longer than an epoch. Stops early once the
+        smoothed loss exceeds 4x its minimum, the minimum being tracked from iteration
+        :data:`LR_FIND_WARMUP` on (fastai's rule: a noisy start cannot stop the sweep).
+        ``learn.sched.plot()`` shows the curve with the suggested rate.
         """
         self._sync_ranks()
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
         ipe = self._iters_per_epoch()
-        num_it = num_it or ipe
+        num_it = num_it or max(ipe, LR_FIND_MIN_ITERS if self.precompute else 2)
         start = np.asarray(self._group_values(start_lr, "start_lr"))
         end = np.asarray(self._group_values(end_lr, "end_lr"))
         rates = lr_find_rates(1.0, float(end[-1] / start[-1]), num_it)
@@ -653,7 +666,8 @@ class ConvLearner:
                     sched.record(lr, loss)
                     avg = 0.98 * avg + 0.02 * loss
                     smoothed = avg / (1 - 0.98 ** len(sched.losses))
-                    best = min(best, smoothed)
+                    if len(sched.losses) > LR_FIND_WARMUP:
+                        best = min(best, smoothed)
                     return stop_div and (not math.isfinite(loss) or smoothed > 4 * best)
 
                 try:

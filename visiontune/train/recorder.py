@@ -35,14 +35,18 @@ class Recorder:
                 "chosen_lr": self.suggestion, "rule": self.rule}
 
     # --- plots -----------------------------------------------------------------------------
-    def plot(self, n_skip: int = 1, n_skip_end: int = 1, path=None):
-        """Loss against learning rate (log scale), with the suggested rate marked."""
+    def plot(self, n_skip: int = 10, n_skip_end: int = 5, path=None):
+        """Loss against learning rate (log scale), with the suggested rate marked.
+
+        Leaves out the first ``n_skip`` and last ``n_skip_end`` iterations, as fastai 0.7 does; a
+        sweep too short for that keeps at least 2 points, trimming both ends in proportion.
+        """
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6, 4))
         ax = fig.add_subplot()
-        end = len(self.lrs) - n_skip_end if n_skip_end else len(self.lrs)
-        lrs, losses = np.array(self.lrs[n_skip:end]), smooth(self.losses)[n_skip:end]
+        start, end = plot_window(len(self.lrs), n_skip, n_skip_end)
+        lrs, losses = np.array(self.lrs[start:end]), smooth(self.losses)[start:end]
         ax.plot(lrs, losses)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (log scale)")
@@ -76,6 +80,20 @@ class Recorder:
         ax.set_ylabel("loss")
         ax.legend()
         return _save(fig, path)
+
+
+def plot_window(n: int, n_skip: int, n_skip_end: int) -> tuple[int, int]:
+    """``(start, end)`` of the points ``plot()`` draws: ``n_skip`` and ``n_skip_end`` trimmed, at least 2 kept.
+
+    >>> plot_window(100, 10, 5), plot_window(9, 10, 5), plot_window(3, 10, 5), plot_window(1, 10, 5)
+    ((10, 95), (5, 7), (1, 3), (0, 1))
+    """
+    keep = min(n, 2)
+    if n - n_skip - n_skip_end < keep:
+        trim = n - keep
+        n_skip = round(trim * n_skip / max(n_skip + n_skip_end, 1))
+        n_skip_end = trim - n_skip
+    return n_skip, n - n_skip_end
 
 
 def _save(fig, path):

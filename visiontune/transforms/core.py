@@ -59,7 +59,7 @@ def resize_center_crop(img: Image.Image, short_side: int, sz: int, resample=Imag
     >>> from torchvision.transforms.v2 import functional as F
     >>> two_steps = F.center_crop(F.resize(img, 256), [224, 224])
     >>> one_step = resize_center_crop(img, 256, 224)
-    >>> one_step.size, np.abs(np.asarray(one_step, int) - np.asarray(two_steps, int)).max() <= 1
+    >>> one_step.size, bool(np.abs(np.asarray(one_step, int) - np.asarray(two_steps, int)).max() <= 1)
     ((224, 224), True)
     """
     w, h = img.size
