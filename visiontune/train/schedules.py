@@ -5,7 +5,9 @@ each layer group's base rate by the multiplier, so differential learning rates k
 
 SGDR (the lesson's ``fit(lr, n_cycle, cycle_len=, cycle_mult=)``): cycle ``k`` lasts
 ``cycle_len * cycle_mult**k`` epochs; inside a cycle the rate follows half a cosine from the
-base rate down to zero, ``lr * (1 + cos(pi * t / T)) / 2``, and restarts at the base rate.
+base rate down to zero, ``lr * (1 + cos(pi * t / T)) / 2``, and restarts at the base rate. (fastai 0.7's code also held
+the first 1/20 of the first cycle at ``lr / 100``, a detail the lesson never shows; here every
+cycle starts at the base rate, so ``sched.plot_lr()`` draws the lesson's saw teeth exactly.)
 
 >>> [round(m, 3) for m in sgdr_multipliers(n_cycle=2, cycle_len=1, cycle_mult=2, iters_per_epoch=2)]
 [1.0, 0.5, 1.0, 0.854, 0.5, 0.146]
