@@ -21,6 +21,7 @@ command that resumes.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import textwrap
@@ -126,11 +127,18 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_float(s: str) -> float:
+def _finite_float(s: str) -> float:
     try:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = _finite_float(s)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
     return v
@@ -161,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--suffix", default="", help="appended to each CSV id to name its file, e.g. .jpg")
     d.add_argument("--folder", default="train", help="image folder for --csv (default: train)")
     d.add_argument("--val-name", default="valid", help="validation folder (default valid, falls back to val)")
-    d.add_argument("--val-pct", type=float, default=0.2, help="validation share for --csv (get_cv_idxs)")
+    d.add_argument("--val-pct", type=_finite_float, default=0.2, help="validation share for --csv (get_cv_idxs)")
     d.add_argument("--test-name", metavar="FOLDER", help="also precompute this unlabelled folder (e.g. test)")
     d.add_argument("--multi-label", action="store_true", help="CSV labels are space-separated tags")
     d.add_argument("--regression", action="store_true", help="CSV labels are numbers")
@@ -179,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--unfrozen-budget", type=_positive_float, default=30.0, metavar="SECONDS",
                    help="seconds for steps 5-8 when --budget is not given (default 30)")
     m.add_argument("--lr", type=_positive_float, help="head learning rate (default: chosen by lr_find)")
-    m.add_argument("--lr-ratio", type=float, default=3.0, help="each layer group this much lower than the next (3)")
+    m.add_argument("--lr-ratio", type=_finite_float, default=3.0, help="each layer group this much lower than the next (3)")
     m.add_argument("--precompute-aug", type=int, default=None, metavar="K",
                    help="augmented views cached per image (2; 0 with --fast)")
     m.add_argument("--head-epochs", type=int, default=2, help="step 3 epochs (2)")
@@ -187,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-cycles", type=int, default=3, help="SGDR cycles at most in step 8 (3 = 7 epochs)")
     m.add_argument("--patience", type=int, default=2, help="stop step 8 after this many epochs without improvement")
     m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented views for TTA (4, 2 with --fast; 0 = none)")
-    m.add_argument("--ps", type=float, help="head dropout")
+    m.add_argument("--ps", type=_finite_float, help="head dropout")
     m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     m.add_argument("--export-format", choices=("onnx", "torchscript"), default="onnx")
     m.add_argument("--cache-dir", metavar="DIR", help="activation cache (default $VISIONTUNE_CACHE or ~/.cache/visiontune)")
@@ -319,6 +327,10 @@ def cmd_predict(args) -> int:
     if args.out:
         atomic_write_text(args.out, text)
         _say(args, f"wrote {len(rows)} predictions to {args.out}")
+    elif hasattr(sys.stdout, "buffer"):  # a file name that is not UTF-8 on disk goes out as its own bytes
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
     else:
         sys.stdout.write(text)
     return 0

@@ -238,9 +238,29 @@ def run_demo(data=None, out="runs/demo", download: str | None = None, sha256: st
     if (out / "progress.json").exists():  # the demo starts afresh: remove the previous demo run's files only
         from .train.recipe import RUN_FILES
 
+        if not _is_demo_run(out, work):
+            raise ValueError(f"{out} holds a run that the demo did not write; the demo only replaces its own runs. "
+                             "Pass another --out (or delete that folder yourself)")
         for name in (*RUN_FILES, "progress.json", "report.png", "model.pt"):
             (out / name).unlink(missing_ok=True)
         for f in out.glob("weights_after_*.safetensors"):
             f.unlink()
     cfg = TrainConfig(data=str(root), out=str(out), size=size or 224, budget=budget, verbose=verbose, **overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("written by visiontune demo: the next demo run may replace this folder's run\n")
     return train_run(cfg)
+
+
+DEMO_MARKER = ".visiontune-demo"
+
+
+def _is_demo_run(out: Path, work: Path) -> bool:
+    """Whether the run in ``out`` is one the demo wrote: it carries the demo's marker, or (runs from before
+    the marker) it trained on the demo's own shapes."""
+    if (out / DEMO_MARKER).is_file():
+        return True
+    try:
+        data = json.loads((out / "config.json").read_text())["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return Path(data).resolve() == (work / "shapes").resolve()

@@ -10,7 +10,10 @@
   channel or palette transparency (``LA``, ``RGBA``, ``PA``, ``P`` + transparency) is composited on
   white, 16-bit and 32-bit integer images (``I;16``, ``I``) are scaled to 8 bits, float images (``F``)
   are clipped;
-* animated GIF/WebP/TIFF files give their first frame.
+* animated GIF/WebP/TIFF files give their first frame;
+* only the raster formats of :data:`IMAGE_EXTENSIONS` (:data:`PIL_FORMATS`) are opened, whatever the
+  file's name: a PostScript/EPS or PDF file renamed ``.jpg`` is refused as "not an image" and never
+  handed to PIL's Ghostscript plugin.
 
 Every failure is an :class:`ImageLoadError` naming the file and what to do about it.
 :func:`probe_image` fully decodes a file (quickly, in draft mode) and returns the reason it is
@@ -29,6 +32,7 @@ True
 """
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import struct
@@ -44,6 +48,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "PIL_FORMATS",
     "ImageLoadError",
     "load_image",
     "probe_image",
@@ -58,6 +63,12 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 """Suffixes (lower case) treated as images when a folder is listed."""
+
+Image.init()
+PIL_FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM") if f in Image.OPEN)
+"""The PIL formats (decoders) files are opened with, whatever their contents claim: the raster formats
+of :data:`IMAGE_EXTENSIONS`. Others (EPS/PS and PDF, which PIL would hand to Ghostscript; SVG, ICO, ...)
+are refused as not an image."""
 
 _PROBE_SIZE = 32  # draft target for probing: decodes every byte of a JPEG at 1/8 scale
 
@@ -98,7 +109,12 @@ def _open_error_reason(path: Path, err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+_SUPPORTED = "JPEG, PNG, GIF, BMP, TIFF, WebP or PPM/PGM/PBM"
+
+
 def _sniff_not_image(path: Path) -> str:
+    """Why a file PIL would not open is not an image: the kind of file it is, never its contents
+    (a reason is printed and saved; quoting the first bytes of e.g. a linked /etc/passwd would leak them)."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -108,16 +124,24 @@ def _sniff_not_image(path: Path) -> str:
     if size == 0:
         return "empty file (0 bytes)"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if stripped.startswith((b"%!ps", b"\xc5\xd0\xd3\xc6")):
+        return (f"not an image: the file is a PostScript/EPS document (vector graphics; only {_SUPPORTED} "
+                "images are read)")
+    if stripped.startswith(b"%pdf"):
+        return f"not an image: the file is a PDF document (only {_SUPPORTED} images are read)"
+    if stripped.startswith(b"<svg") or (stripped.startswith(b"<?xml") and b"<svg" in stripped):
+        return f"not an image: the file is an SVG drawing (vector graphics; only {_SUPPORTED} images are read)"
     if stripped.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
         return "not an image: the file holds HTML/XML text (a saved web page or an error page?)"
-    try:
-        text = head.decode("utf-8")
+    if stripped.startswith(b"version https://git-lfs"):
+        return "not an image: the file holds text, a Git LFS pointer (run `git lfs pull` to fetch the real file)"
+    try:  # final=False: a multi-byte character cut at the end of the bytes read is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=size <= len(head))
     except UnicodeDecodeError:
         text = None
     if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
-        preview = text.strip().splitlines()[0][:40] if text.strip() else ""
-        return f"not an image: the file holds text ({preview!r}...)"
-    return "not a recognised image format (unknown or corrupt header)"
+        return "not an image: the file holds text (a text, CSV or config file saved under an image name?)"
+    return f"not a recognised image format (unknown or corrupt header; {_SUPPORTED} files are read)"
 
 
 def _bomb_reason(err: BaseException) -> str:
@@ -140,7 +164,7 @@ def _check_pixels(path, img: Image.Image, max_pixels: int | None) -> None:
 
 def _open(path: Path, max_pixels: int | None) -> Image.Image:
     try:
-        img = Image.open(path)  # lazy: reads the header only
+        img = Image.open(path, formats=PIL_FORMATS)  # lazy: reads the header only
     except (Image.DecompressionBombError, UnidentifiedImageError, OSError) as e:
         raise ImageLoadError(path, _open_error_reason(path, e)) from e
     except _DECODE_ERRORS as e:
@@ -304,7 +328,7 @@ def image_header(path) -> dict:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=PIL_FORMATS) as img:
             return {
                 "format": img.format,
                 "mode": img.mode,
@@ -318,3 +342,30 @@ def image_header(path) -> dict:
         raise ImageLoadError(path, _open_error_reason(path, e)) from e
     except _DECODE_ERRORS as e:
         raise ImageLoadError(path, f"corrupt header ({type(e).__name__}: {e})") from e
+
+
+MAX_ASPECT = 8
+"""Before an image is resized by its short side (training transforms, an exported model's views), a
+source whose long side is over ``MAX_ASPECT`` times its short side is cut to its central
+``MAX_ASPECT : 1`` part (see :func:`limit_aspect`)."""
+
+
+def limit_aspect(img: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """``img`` itself if its long side is at most ``max_aspect`` times its short side; else its centre,
+    the long side cut to ``max(1, floor(short * max_aspect))`` pixels.
+
+    Scaling the short side of a 1 x 30,000 PNG (204 bytes) to 224 would make a 224 x 6,720,000 image
+    (4.5 GB) that the pixel cap never sees; cut first, it stays under ``target x (max_aspect * target)``.
+    Only the centre survives the crops that follow. Ordinary images are passed through untouched.
+
+    >>> limit_aspect(Image.new("RGB", (1, 30000))).size, limit_aspect(Image.new("RGB", (300, 200))).size
+    ((1, 8), (300, 200))
+    """
+    w, h = img.size
+    short, long = min(w, h), max(w, h)
+    if long <= short * max_aspect:
+        return img
+    keep = max(1, int(short * max_aspect))
+    start = (long - keep) // 2
+    box = (start, 0, start + keep, h) if w > h else (0, start, w, start + keep)
+    return img.crop(box)

@@ -64,11 +64,31 @@ def default_num_workers() -> int:
 def get_cv_idxs(n: int, cv_idx: int = 4, val_pct: float = 0.2, seed: int = 42) -> np.ndarray:
     """Indexes of the validation rows: fold ``cv_idx`` of a seeded permutation of ``range(n)``.
 
-    Exactly fastai 0.7's behaviour, including that it seeds numpy's global generator.
+    Exactly fastai 0.7's behaviour, including that it seeds numpy's global generator, except that a
+    fold that does not fit in ``n`` rows (fastai silently returned fewer rows, or none) and a
+    ``val_pct`` outside (0, 1) raise a ``ValueError``:
+
+    >>> get_cv_idxs(10, cv_idx=4, val_pct=0.3)
+    Traceback (most recent call last):
+    ...
+    ValueError: get_cv_idxs: fold cv_idx=4 of val_pct=0.3 (3 rows a fold) does not fit in n=10 rows: ...
     """
-    np.random.seed(seed)
+    if isinstance(val_pct, bool) or not isinstance(val_pct, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(val_pct) or not 0 < val_pct < 1:
+        raise ValueError(f"get_cv_idxs: val_pct must be a number strictly between 0 and 1 (the fraction of rows "
+                         f"for validation, e.g. 0.2), got {val_pct!r}")
+    if isinstance(cv_idx, bool) or not isinstance(cv_idx, (int, np.integer)) or cv_idx < 0:
+        raise ValueError(f"get_cv_idxs: cv_idx must be an int >= 0 (which fold), got {cv_idx!r}")
     n_val = int(val_pct * n)
     idx_start = cv_idx * n_val
+    if n_val > 0 and idx_start + n_val > n:
+        folds = n // n_val
+        raise ValueError(
+            f"get_cv_idxs: fold cv_idx={cv_idx} of val_pct={val_pct} ({n_val} rows a fold) does not fit in "
+            f"n={n} rows: it would start at row {idx_start} and end at {idx_start + n_val}. "
+            f"cv_idx must be in 0..{folds - 1} for this val_pct (the default cv_idx=4 is fastai's fifth fold, "
+            f"which always fits for val_pct <= 0.2)")
+    np.random.seed(seed)
     idxs = np.random.permutation(n)
     return idxs[idx_start:idx_start + n_val]
 
@@ -463,6 +483,32 @@ def _safe_relative(name: str) -> bool:
     return not (len(first) >= 2 and first[1] == ":")  # a Windows drive (C:)
 
 
+def _leaving_folder(root: Path, folder: str, fnames: Sequence[str]) -> list[int]:
+    """Indexes of ``fnames`` (relative to ``root``, under ``folder``) whose real path (symbolic links
+    followed, as ``os.path.realpath`` / ``Path.resolve()`` does) is not inside the real ``root / folder``.
+
+    Each directory is resolved once; a file is resolved again only if it is itself a link, so a big
+    CSV costs about one ``lstat`` a row. Missing files resolve to where they would be (they are
+    reported as missing later); a dangling link that points outside counts as leaving.
+    """
+    base = os.path.realpath(root / folder)
+    inside = base.rstrip(os.sep) + os.sep
+    dirs: dict[str, str] = {}
+    out = []
+    for i, f in enumerate(fnames):
+        full = os.path.join(root, *PurePosixPath(f).parts)
+        parent, name = os.path.split(full)
+        real_parent = dirs.get(parent)
+        if real_parent is None:
+            real_parent = dirs[parent] = os.path.realpath(parent)
+        real = os.path.join(real_parent, name)
+        if os.path.islink(real):
+            real = os.path.realpath(real)
+        if real != base and not real.startswith(inside):
+            out.append(i)
+    return out
+
+
 class ClassesWarning(UserWarning):
     """The training classes cannot all be learned: a class without usable images, or only one class."""
 
@@ -679,6 +725,15 @@ class ImageClassifierData:
                 + ". Ids must be file names relative to the image folder."
             )
         fnames = [PurePosixPath(folder, (s + suffix).replace("\\", "/")).as_posix() for s in ids]
+        escaping = _leaving_folder(root, folder, fnames)
+        if escaping:
+            raise ValueError(
+                f"{csv_path.name}: file id(s) whose path leaves the {folder!r} folder through a symbolic link, "
+                "refused: " + ", ".join(f"row {i} (line {_line(i, skip_header)}) {ids[i]!r}" for i in escaping[:10])
+                + (f" and {len(escaping) - 10} more" if len(escaping) > 10 else "")
+                + f". Only files inside {root / folder} are read: copy the images into it (or point path/folder "
+                "at where they really are)."
+            )
         kind, classes, y = _parse_labels(csv_path.name, labels, continuous, skip_header)
 
         if val_idxs is None:

@@ -7,6 +7,9 @@
 Preprocessing (the same as the validation transforms): decode to RGB with EXIF orientation applied,
 resize the short side to ``int(input_size / crop_pct)`` with the stored interpolation, centre-crop
 ``input_size`` x ``input_size``, scale to [0, 1], subtract ``mean`` and divide by ``std``.
+An image whose long side exceeds :data:`MAX_ASPECT` times its short side (a 1 x 30000 strip) is
+first centre-cropped along its long side to that ratio, so that resizing it stays small; only the
+centre survives the crops anyway. Other images are unaffected (the snippet below skips this step).
 
 Test-time augmentation (``tta=True``) averages the outputs of five deterministic views
 (see :data:`TTA_VIEWS`):
@@ -61,6 +64,7 @@ from PIL import Image, ImageOps
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
 REQUIRED_KEYS = ("format", "file", "input_size", "mean", "std", "interpolation", "crop_pct", "classes", "kind")
+KINDS = ("single", "multi", "reg")
 TTA_ZOOM = 1.15
 TTA_VIEWS = ("center", "hflip", "zoom_in", "zoom_in_hflip", "zoom_out")
 
@@ -79,9 +83,14 @@ class UnreadableImageWarning(UserWarning):
 
 
 try:
+    from visiontune.data.imageio import MAX_ASPECT, limit_aspect
     from visiontune.data.imageio import ImageLoadError as _ImageLoadError
-except ImportError:  # pragma: no cover - the standalone copy of this module
+except ImportError:  # pragma: no cover - the standalone copy of this module (no pixel cap, no aspect bound)
     _ImageLoadError = OSError
+    MAX_ASPECT = None
+
+    def limit_aspect(im: Image.Image) -> Image.Image:
+        return im
 _UNREADABLE = (_ImageLoadError, OSError)
 
 
@@ -154,28 +163,23 @@ class ExportedModel:
         json_path = path if path.suffix == ".json" else path.with_suffix(".json")
         if not json_path.is_file():
             raise FileNotFoundError(f"no model description {json_path} (export writes it beside the model file)")
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
-        missing = [k for k in REQUIRED_KEYS if k not in meta]
-        if missing:
-            raise ValueError(f"{json_path} is missing {', '.join(missing)}")
+        meta = _read_meta(json_path)
         model_path = json_path.with_name(meta["file"]) if path.suffix == ".json" else path
         if not model_path.is_file():
             raise FileNotFoundError(f"model file {model_path} named by {json_path} does not exist")
         fmt = meta["format"]
-        if fmt not in ("onnx", "torchscript"):
-            raise ValueError(f"Invalid format {fmt!r} in {json_path}. Only onnx, torchscript are supported.")
         try:
             if fmt == "onnx":
-                run = _onnx_runner(model_path, meta.get("input_name"), meta.get("output_name"))
+                run, io_info = _onnx_runner(model_path, meta.get("input_name"), meta.get("output_name"))
             else:
-                run = _torchscript_runner(model_path)
+                run, io_info = _torchscript_runner(model_path), None
         except Exception as e:  # a corrupt file, or something else (e.g. a pickle) under the model's name
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             what = {"onnx": "an ONNX", "torchscript": "a TorchScript"}[fmt]
             raise ValueError(f"cannot load {model_path} as {what} model: the file is corrupt or not {what} "
                              f"export ({type(e).__name__}: {first}). It was not unpickled; export the model "
                              "again.") from None
-        _resample(meta["interpolation"])  # fail now on an unknown interpolation, not on the first image
+        _check_model(run, io_info, model_path, json_path, meta)
         return cls(
             path=model_path,
             fmt=fmt,
@@ -204,7 +208,7 @@ class ExportedModel:
     def views(self, image, tta: bool = False) -> list[np.ndarray]:
         """The normalised CHW float32 arrays fed to the model: one (centre) view, or the five TTA views."""
         rs = _resample(self.interpolation)
-        im = open_rgb(image, target_size=self.resize_size)
+        im = limit_aspect(open_rgb(image, target_size=self.resize_size))
         center = center_crop(resize_short(im, self.resize_size, rs), self.input_size)
         if not tta:
             return [self._to_array(center)]
@@ -269,17 +273,127 @@ class ExportedModel:
         return out
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _read_meta(json_path: Path) -> dict:
+    """``model.json``'s contents, with every value ``ExportedModel`` uses checked (ValueError naming the file)."""
+    raw = json_path.read_bytes()
+    try:
+        meta = json.loads(raw.decode("utf-8-sig"))  # utf-8-sig: a BOM written by an editor is fine
+    except UnicodeDecodeError as e:
+        reason = f"not UTF-8 text (byte {e.start})"
+    except json.JSONDecodeError as e:
+        reason = "the file is empty" if not raw.strip() else f"invalid JSON at line {e.lineno} column {e.colno} ({e.msg})"
+    except (ValueError, RecursionError) as e:
+        reason = f"invalid JSON ({type(e).__name__})"
+    else:
+        reason = None
+    if reason is not None:
+        raise ValueError(f"cannot read {json_path}: {reason} (damaged? export again)")
+    if not isinstance(meta, dict):
+        raise ValueError(f"cannot read {json_path}: it holds a JSON {type(meta).__name__}, not an object with the "
+                         "model's description (damaged? export again)")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{json_path} is missing {', '.join(missing)}")
+
+    def bad(key: str, want: str):
+        raise ValueError(f"invalid {key} in {json_path}: {_short(meta[key])} (must be {want}); export the model again")
+
+    fmt = meta["format"]
+    if not isinstance(fmt, str) or fmt not in ("onnx", "torchscript"):
+        raise ValueError(f"Invalid format {_short(fmt)} in {json_path}. Only onnx, torchscript are supported.")
+    name = meta["file"]
+    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name or Path(name).name != name \
+            or "\\" in name:
+        raise ValueError(f"Invalid name {_short(name)} for the model file in {json_path}: it must be the name of a "
+                         "file beside it (export writes model.onnx or model.pt); export the model again")
+    classes = meta["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        bad("classes", "a non-empty list of class names (strings)")
+    if len(set(classes)) != len(classes):
+        seen: set = set()
+        dup = next(c for c in classes if c in seen or seen.add(c))
+        bad("classes", f"unique names; {_short(dup)} is repeated")
+    if meta["kind"] not in KINDS:
+        bad("kind", f"one of {', '.join(KINDS)}")
+    size = meta["input_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        bad("input_size", "a positive integer, the model's input width and height")
+    if not _is_number(meta["crop_pct"]) or not 0 < meta["crop_pct"] <= 1:
+        bad("crop_pct", "a number in (0, 1]")
+    for key in ("mean", "std"):
+        v = meta[key]
+        if not isinstance(v, list) or len(v) != 3 or not all(_is_number(x) for x in v):
+            bad(key, "a list of 3 finite numbers, one per RGB channel")
+    if any(x == 0 for x in meta["std"]):
+        bad("std", "non-zero: the image is divided by it")
+    interp = meta["interpolation"]
+    if not isinstance(interp, str) or interp.lower() not in _RESAMPLE:
+        raise ValueError(f"Invalid interpolation {_short(interp)} in {json_path}. Only {', '.join(_RESAMPLE)} are "
+                         "supported.")
+    for key in ("input_name", "output_name"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            bad(key, "the name of the ONNX graph's input / output, a string")
+    return meta
+
+
+def _check_model(run, io_info, model_path: Path, json_path: Path, meta: dict) -> None:
+    """Fail at load time when the model file and ``model.json`` disagree (input names and size, output width)."""
+    n, size = len(meta["classes"]), meta["input_size"]
+    again = "the model file and its model.json do not belong together; export the model again"
+    width = None
+    if io_info is not None:  # ONNX: names and static shapes from the graph
+        input_name, inputs, output_name, outputs = io_info
+        for what, name, known in (("input", input_name, inputs), ("output", output_name, outputs)):
+            if name not in known:
+                raise ValueError(f"{json_path} names the {what} {name!r} but {model_path} has "
+                                 f"{', '.join(map(repr, known)) or 'none'}; {again}")
+        in_shape, out_shape = inputs[input_name], outputs[output_name]
+        if in_shape and (len(in_shape) != 4 or any(isinstance(d, int) and d != w
+                                                      for d, w in zip(in_shape[1:], (3, size, size)))):
+            shown = "x".join(str(d) if isinstance(d, int) else "?" for d in in_shape)
+            raise ValueError(f"{model_path} takes inputs of shape {shown}, but {json_path} says input_size {size} "
+                             f"(Nx3x{size}x{size}); {again}")
+        if out_shape and all(isinstance(d, int) and d > 0 for d in out_shape[1:]):
+            width = int(np.prod(out_shape[1:], dtype=np.int64))
+    if width is None:  # a dynamic output shape, or TorchScript: run one tiny batch
+        try:
+            y = np.asarray(run(np.zeros((1, 3, size, size), np.float32)))
+        except Exception as e:  # noqa: BLE001 - whatever the runtime raises, say which files disagree
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            raise ValueError(f"cannot run {model_path} on a 1x3x{size}x{size} batch as {json_path} describes "
+                             f"({type(e).__name__}: {first}); {again}") from None
+        if y.ndim < 1 or y.shape[0] != 1:
+            raise ValueError(f"{model_path} returned shape {tuple(y.shape)} for 1 image, not one row per image; "
+                             "export the model again")
+        width = int(np.prod(y.shape[1:], dtype=np.int64))
+    if width != n:
+        names = ", ".join(meta["classes"][:5]) + (", ..." if n > 5 else "")
+        raise ValueError(f"{model_path} outputs {width} value(s) per image but {json_path} names {n} class(es) "
+                         f"({names}); {again}")
+
+
 def _onnx_runner(model_path: Path, input_name: str | None, output_name: str | None):
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    input_name = input_name or sess.get_inputs()[0].name
-    output_name = output_name or sess.get_outputs()[0].name
+    inputs = {i.name: list(i.shape or []) for i in sess.get_inputs()}
+    outputs = {o.name: list(o.shape or []) for o in sess.get_outputs()}
+    input_name = input_name or next(iter(inputs), None)
+    output_name = output_name or next(iter(outputs), None)
 
     def run(x: np.ndarray) -> np.ndarray:
         return sess.run([output_name], {input_name: x})[0]
 
-    return run
+    return run, (input_name, inputs, output_name, outputs)
 
 
 def _torchscript_runner(model_path: Path):

@@ -14,12 +14,13 @@ import csv
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .exported import ExportedModel
+from .exported import ExportedModel, UnreadableImageWarning
 
 __all__ = ["load_model", "list_images", "predict_paths", "format_predictions"]
 
@@ -70,16 +71,35 @@ def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, ba
                   strict: bool = False) -> list[dict]:
     """One dict per image: ``file``, ``top`` ([(class, probability)] best first), ``probs`` (all classes).
 
-    Unreadable files are skipped with a note on stderr (``strict=True``: an error).
+    Unreadable files are skipped with a note on stderr (``strict=True``: an error); when none of them
+    can be read, a ValueError names the first one and why. ``top_k`` is capped at the number of classes.
     For a regression model ``top`` is empty and ``values`` holds the outputs.
     """
     if top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
+    inputs = list(inputs)
     m = model if isinstance(model, ExportedModel) else load_model(model)
-    paths, bad = _readable(list_images(inputs), strict)
+    top_k = min(top_k, len(m.classes))
+    found = list_images(inputs)
+    if not found:
+        raise ValueError("no images given: name image files and/or folders holding them")
+    paths, bad = _readable(found, strict)
+    out = np.zeros((0, len(m.classes)))
+    if paths:
+        with warnings.catch_warnings():  # the skipped files are reported below, once
+            warnings.simplefilter("ignore", UnreadableImageWarning)
+            out = m.predict_images(paths, tta=tta, batch_size=batch_size, strict=strict)
+        # a file that passed the probe but failed when decoded for the model has a NaN row: skip it too
+        failed = {p for p, _ in m.unreadable}
+        bad += [(Path(p), r) for p, r in m.unreadable]
+        keep = [i for i, p in enumerate(paths) if str(p) not in failed]
+        paths, out = [paths[i] for i in keep], out[keep]
+    if not paths:
+        where = ", ".join(map(str, inputs[:3])) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+        first, reason = bad[0]
+        raise ValueError(f"no readable images among {len(found)} file(s) in {where}: {first}: {reason}")
     for p, reason in bad:
         print(f"visiontune: skipped {p}: {reason}", file=sys.stderr)
-    out = m.predict_images(paths, tta=tta, batch_size=batch_size) if paths else np.zeros((0, len(m.classes)))
     rows = []
     for p, o in zip(paths, out):
         if m.kind == "reg":

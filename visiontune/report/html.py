@@ -445,7 +445,9 @@ def render_report(run_dir) -> str:
         try:
             content = _BUILDERS[title](run)
         except Exception as e:  # a damaged input never takes the whole report down
-            log.warning("report: section %r failed: %s", title, e, exc_info=True)
+            # the traceback only where debugging was asked for (with no handler set up, Python's last-resort
+            # handler would print it to every user)
+            log.warning("report: section %r failed: %s", title, e, exc_info=log.isEnabledFor(logging.DEBUG))
             content = _na(f"could not build this section ({type(e).__name__}: {e})")
         body.append(f'<section id="{_anchor(title)}"><h2>{_esc(title)}</h2>{content}</section>')
     name = run_dir.resolve().name

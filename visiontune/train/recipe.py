@@ -140,6 +140,18 @@ class TrainConfig:
             raise ValueError("--multi-label and --regression exclude each other")
         if (self.multi_label or self.regression) and not self.csv:
             raise ValueError("--multi-label and --regression need labels in a CSV (--csv labels.csv)")
+        for name in ("max_zoom", "lr_ratio", "unfrozen_budget", "val_pct", "lr", "budget", "ps"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if not 0 < self.val_pct < 1:
+            raise ValueError(f"val_pct must be between 0 and 1 (the share of CSV rows to validate on), got {self.val_pct}")
+        if self.ps is not None and not 0 <= self.ps < 1:
+            raise ValueError(f"ps (dropout) must be in [0, 1), got {self.ps}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {self.size}")
         if self.bs < 1:
@@ -263,9 +275,9 @@ def build_data(cfg: TrainConfig):
             csv_path = root / csv_path
         if not csv_path.is_file():
             raise FileNotFoundError(f"labels CSV {csv_path} not found")
-        with open(csv_path, encoding="utf-8-sig") as f:
-            n = max(sum(1 for line in f if line.strip()) - 1, 0)
-        val_idxs = get_cv_idxs(n, val_pct=cfg.val_pct)
+        n = _csv_rows(csv_path)
+        # fastai's fold 4 is the last of five at val_pct=0.2; a larger share takes the last fold that fits
+        val_idxs = get_cv_idxs(n, cv_idx=min(4, int(1 / cfg.val_pct) - 1), val_pct=cfg.val_pct)
         data = ImageClassifierData.from_csv(root, cfg.folder, csv_path, bs=cfg.bs, tfms=tfms, val_idxs=val_idxs,
                                             suffix=cfg.suffix, test_name=cfg.test_name, continuous=cfg.regression,
                                             num_workers=cfg.num_workers)
@@ -278,6 +290,21 @@ def build_data(cfg: TrainConfig):
     if len(data.val_ds) == 0:
         raise ValueError(f"no validation images under {root}")
     return data
+
+
+def _csv_rows(csv_path: Path) -> int:
+    """Data rows in a labels CSV, as pandas reads it (quoted fields may span lines)."""
+    import pandas as pd
+
+    try:
+        return len(pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise ValueError(f"cannot parse labels CSV {csv_path}: {_first_line(e)} (is it a UTF-8, comma-separated "
+                         "file with a header row?)") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def data_kind(data) -> str:
@@ -519,13 +546,34 @@ def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Pa
     run_dir = Path(resume)
     if not (run_dir / "config.json").is_file() or not (run_dir / "progress.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a resumable run folder (config.json / progress.json missing)")
-    saved = json.loads((run_dir / "config.json").read_text())
+    saved = _read_run_json(run_dir / "config.json")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+    try:
+        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+        cfg.validate()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot resume from {run_dir / 'config.json'}: {_first_line(e)} (damaged or edited?); "
+                         "start a new run") from None
     if config is not None:
         cfg.verbose = config.verbose
-    progress = json.loads((run_dir / "progress.json").read_text())
+    progress = _read_run_json(run_dir / "progress.json")
     return cfg, run_dir, progress
+
+
+def _short_list(names: list, n: int = 6) -> str:
+    return "[" + ", ".join(map(str, names[:n])) + (f", ... ({len(names)} in all)" if len(names) > n else "") + "]"
+
+
+def _read_run_json(path: Path, expect: type = dict):
+    """A JSON object (or list) from the run folder, or a ValueError that names the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read {path}: {_first_line(e)} (damaged?); start a new run") from None
+    if not isinstance(value, expect):
+        raise ValueError(f"cannot read {path}: expected a JSON {expect.__name__}, found {type(value).__name__} "
+                         "(damaged?); start a new run")
+    return value
 
 
 def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: float = 0.0) -> RunResult:
@@ -588,6 +636,12 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         _write_json(run_dir / "preprocessing.json", preprocessing_dict(data, kind))
         write_data_summary(data, run_dir / "data_summary.json")
         progress.save()
+    else:
+        before = _read_run_json(run_dir / "classes.json", list)
+        if before != output_names(data):
+            raise ValueError(f"the data under {cfg.data} changed since run {run_dir} started: classes "
+                             f"{_short_list(before)} then, {_short_list(output_names(data))} now. "
+                             "A run resumes only on the data it started with; start a new run")
     say(f"data: {len(data.trn_ds)} train, {len(data.val_ds)} valid"
         + (f", {len(data.test_ds)} test" if data.test_ds is not None else "")
         + f", {len(data.classes) if data.classes else data.c} {'outputs' if kind == 'reg' else 'classes'} ({kind})"
@@ -948,13 +1002,20 @@ def load_run_model(run_dir, weights: str = "best.safetensors"):
     for name in ("config.json", "preprocessing.json", weights):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} has no {name}: is it a finished visiontune train run?")
-    cfg = json.loads((run_dir / "config.json").read_text())
-    pre = json.loads((run_dir / "preprocessing.json").read_text())
+    cfg = _read_run_json(run_dir / "config.json")
+    pre = _read_run_json(run_dir / "preprocessing.json")
+    if not isinstance(pre.get("classes"), list) or not pre["classes"] or "arch" not in cfg:
+        raise ValueError(f"{run_dir}: preprocessing.json has no class list or config.json no arch (damaged?); "
+                         "train the run again")
     classes, kind = list(pre["classes"]), pre.get("kind", "single")
     body = create_body(get_arch(cfg["arch"]), weights=None, pretrained=False)
     head = create_head(2 * body.num_features, len(classes), ps=cfg.get("ps"), xtra_fc=None, kind=kind)
     model = nn.Sequential(OrderedDict(body=body, pool=ConcatPool(), head=head))
-    model.load_state_dict(load_file(str(run_dir / weights), device="cpu"))
+    try:
+        model.load_state_dict(load_file(str(run_dir / weights), device="cpu"))
+    except Exception as e:  # safetensors' own error type, or a state dict of another shape
+        raise ValueError(f"cannot load {run_dir / weights} into the run's model ({type(e).__name__}: "
+                         f"{_first_line(e)[:200]}); damaged, or from another run? Train the run again") from None
     return model.eval(), pre, classes, kind
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from ..data.imageio import limit_aspect
 from .augment import RandomDihedral, RandomFlip, RandomLighting, RandomRotate, random_int, random_uniform
 
 __all__ = ["CropType", "ImageTransforms", "tfms_from_model", "tfms_from_stats", "tta_views",
@@ -76,6 +77,8 @@ class ImageTransforms:
 
     Training (``train=True``): scale the short side to ``sz * U(1, max_zoom)``, apply ``aug_tfms``
     (each ``PIL -> PIL``), then crop ``sz`` (random / centre; ``CropType.NO`` squashes instead).
+    An image more than ``MAX_ASPECT`` (8) times longer than wide, or wider than long, is first cut to
+    its central 8:1 part (:func:`limit_aspect`), so a 1 x 30,000 image cannot become gigabytes.
     Validation: scale the short side to ``sz / crop_pct``, centre-crop ``sz``.
 
     Normalisation is *not* applied here (workers ship compact uint8); loaders call :meth:`normalize`
@@ -148,8 +151,8 @@ class ImageTransforms:
         target = max(sz, round(sz * zoom))
         if self.crop_type is CropType.NO:
             img = F.resize(img, [target, target], interpolation=interp, antialias=True)
-        else:
-            img = F.resize(img, target, interpolation=interp, antialias=True)
+        else:  # a very thin image is cut to its central MAX_ASPECT:1 part first (bounded memory)
+            img = F.resize(limit_aspect(img), target, interpolation=interp, antialias=True)
         for t in self.aug_tfms:
             img = t(img)
         w, h = img.size

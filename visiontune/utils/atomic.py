@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "wb", encoding: str | None = None):
+def atomic_write(path, mode: str = "wb", encoding: str | None = None, errors: str | None = None):
     """Open a temp file for writing; on success rename it over ``path``; on error remove it.
 
     An ``OSError`` while writing (a full disk, a quota, a read-only folder) is re-raised as the same
@@ -35,7 +35,8 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
         raise _write_error(path, e) from e
     in_body = False
     try:
-        with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
+        text = "b" not in mode
+        with os.fdopen(fd, mode, encoding=encoding if text else None, errors=errors if text else None) as f:
             in_body = True
             yield f
             in_body = False
@@ -92,7 +93,10 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def atomic_write_text(path, text: str) -> None:
-    with atomic_write(path, "w", encoding="utf-8") as f:
+    """Write ``text`` as UTF-8, atomically. A file name that is not valid UTF-8 on disk (Python holds its
+    odd bytes as surrogates, ``'caf\\udce9.jpg'``) is written back as those same bytes, so the line
+    still names the file, instead of failing after the work that produced the text."""
+    with atomic_write(path, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)
 
 
