@@ -294,6 +294,12 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.data:
             raise UsageError("give either DATA or --resume RUN, not both")
+        defaults = vars(build_parser().parse_args(["train"]))
+        ignored = [k for k, v in vars(args).items() if k not in ("resume", "quiet", "verbose", "func", "command")
+                   and k in defaults and v != defaults[k]]
+        if ignored:
+            raise UsageError(f"--resume continues the run with its own settings ({args.resume}/config.json); "
+                             f"drop {', '.join('--' + k.replace('_', '-') for k in ignored)}")
         result = train_run(TrainConfig(data="", verbose=not args.quiet), resume=args.resume)
     else:
         if not args.data:

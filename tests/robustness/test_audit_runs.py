@@ -163,3 +163,63 @@ def test_predict_prints_non_utf8_file_names_by_their_bytes(tmp_path):
                            str(photos)], capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert proc.returncode == 0, proc.stderr
     assert b"/caf\xe9.jpg,ants," in proc.stdout or b"/caf\xe9.jpg,bees," in proc.stdout
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_its_step_redone(tmp_path, monkeypatch, capsys):
+    """Resuming must not be impossible because checkpoint.pt was cut short (a full disk, a copy)."""
+    from visiontune.demo import make_shapes_dataset
+    from visiontune.train import recipe
+    from visiontune.train.recipe import TrainingInterrupted
+
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_valid=2, size=48)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=32, bs=8, num_workers=0, precompute_aug=0,
+                      tta=0, unfrozen_budget=0.001, cache_dir=str(tmp_path / "cache"), verbose=False)
+    original = recipe.MetricsLog.on_epoch_end
+
+    def interrupting(self, learner, epoch, logs):
+        if (self.phase, epoch) == ("head_aug", 1):
+            raise KeyboardInterrupt
+        return original(self, learner, epoch, logs)
+
+    monkeypatch.setattr(recipe.MetricsLog, "on_epoch_end", interrupting)
+    with pytest.raises(TrainingInterrupted):
+        train_run(cfg)
+    monkeypatch.setattr(recipe.MetricsLog, "on_epoch_end", original)
+    run = tmp_path / "run"
+    good = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(good[: len(good) // 3])
+    result = train_run(resume=run)
+    err = capsys.readouterr().err
+    assert "is not a visiontune checkpoint that can be loaded safely" in err
+    assert "moved it to checkpoint.pt.damaged and redoing step head_aug from its start" in err
+    assert (run / "checkpoint.pt.damaged").read_bytes() == good[: len(good) // 3]
+    assert "head_aug" in result.steps and (run / "model.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["train/myrun", "train/red/run", "valid", "valid/x/y"])
+def test_a_run_folder_among_the_images_is_refused(tmp_path, where):
+    data = _folder_data(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"is inside the image folder .*(train|valid): the run's files would be "
+                                         "read as data"):
+        train_run(TrainConfig(data=str(data), out=str(data / where)))
+    assert not (data / "train" / "myrun").exists()
+
+
+def test_resume_with_other_options_is_refused_not_silently_ignored(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(tmp_path), "--size", "64", "--csv", "labels.csv"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--resume continues the run with its own settings ({tmp_path}/config.json); drop --csv, --size" in err
+
+
+def test_labels_with_spaces_need_multi_label_to_become_tags(tmp_path):
+    root = _csv_data(tmp_path)
+    text = (root / "labels.csv").read_text().replace('"red"', '"golden retriever"').replace('"blue"', '"border collie"')
+    (root / "labels.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"labels.csv: some labels hold spaces, which make them multi-label tags "
+                                         r"\(border, collie, golden, retriever, ...\). Pass --multi-label"):
+        build_data(TrainConfig(data=str(root), csv="labels.csv", suffix=".jpg", size=32, num_workers=0))
+    data = build_data(TrainConfig(data=str(root), csv="labels.csv", suffix=".jpg", size=32, num_workers=0,
+                                  multi_label=True))
+    assert data.is_multi and data.classes == ["border", "collie", "golden", "retriever"]

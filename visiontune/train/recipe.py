@@ -284,6 +284,10 @@ def build_data(cfg: TrainConfig):
         if cfg.multi_label and not data.is_multi:
             raise ValueError(f"--multi-label: {csv_path.name} has one label per row; multi-label rows hold "
                              "space-separated tags")
+        if data.is_multi and not cfg.multi_label:  # fastai's from_csv splits labels on spaces: say so
+            raise ValueError(f"{csv_path.name}: some labels hold spaces, which make them multi-label tags "
+                             f"({', '.join(map(str, data.classes[:4]))}, ...). Pass --multi-label if they are tags; "
+                             "for class names with spaces, write them without the space (golden_retriever)")
     else:
         data = ImageClassifierData.from_paths(root, bs=cfg.bs, tfms=tfms, val_name=cfg.val_name,
                                               test_name=cfg.test_name, num_workers=cfg.num_workers)
@@ -539,6 +543,7 @@ def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Pa
             raise ValueError("train_run needs a TrainConfig or resume=RUN")
         config.validate()
         run_dir = Path(config.out) if config.out else default_run_dir(config.data)
+        _refuse_run_dir_among_images(run_dir, config)
         if (run_dir / "progress.json").exists():
             raise ValueError(f"run folder {run_dir} already holds a run; use --resume {run_dir} to continue it, "
                              "or another --out")
@@ -562,6 +567,19 @@ def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Pa
 
 def _short_list(names: list, n: int = 6) -> str:
     return "[" + ", ".join(map(str, names[:n])) + (f", ... ({len(names)} in all)" if len(names) > n else "") + "]"
+
+
+def _refuse_run_dir_among_images(run_dir: Path, cfg: TrainConfig) -> None:
+    """A run folder inside a folder whose files are listed as data would become a class (or test images).
+    A CSV layout reads only the ids it lists, but still lists its test folder."""
+    root = Path(cfg.data).resolve()
+    real = run_dir.resolve()
+    listed = (cfg.test_name,) if cfg.csv else ("train", cfg.val_name, "valid", "val", cfg.test_name)
+    for name in dict.fromkeys(n for n in listed if n and n != "."):
+        images = root / name
+        if images.is_dir() and (real == images or images in real.parents):
+            raise ValueError(f"--out {run_dir} is inside the image folder {images}: the run's files would be read "
+                             "as data. Put the run elsewhere (the default is runs/<data name>)")
 
 
 def _read_run_json(path: Path, expect: type = dict):
@@ -692,7 +710,15 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         """One fit, resumable from checkpoint.pt, logging metrics and keeping the best weights."""
         def read_checkpoint():
             if st.get("current") == step and ckpt_path.is_file():
-                state = load_checkpoint(ckpt_path)
+                try:
+                    state = load_checkpoint(ckpt_path)
+                except ValueError as e:  # damaged (or not ours): set aside, and redo this step from its start
+                    aside = ckpt_path.with_name(ckpt_path.name + ".damaged")
+                    os.replace(ckpt_path, aside)
+                    if distributed.is_main_process():  # a warning, shown with --quiet too
+                        print(f"visiontune: warning: {e}; moved it to {aside.name} and redoing step {step} "
+                              "from its start", file=sys.stderr, flush=True)
+                    return None
                 return None if state.get("finished") else state  # finished: a fit of an earlier step
             ckpt_path.unlink(missing_ok=True)
             return None
