@@ -223,3 +223,16 @@ def test_labels_with_spaces_need_multi_label_to_become_tags(tmp_path):
     data = build_data(TrainConfig(data=str(root), csv="labels.csv", suffix=".jpg", size=32, num_workers=0,
                                   multi_label=True))
     assert data.is_multi and data.classes == ["border", "collie", "golden", "retriever"]
+
+
+def test_a_wrong_suffix_says_which_suffix_finds_the_files(tmp_path):
+    root = _csv_data(tmp_path)
+    with pytest.raises(ValueError, match=r"labels.csv: no file .*train/im0 for row 0 \(nor for the next rows\); the "
+                                         r"files are named <id>.jpg: pass suffix='.jpg' \(--suffix .jpg\)"):
+        build_data(TrainConfig(data=str(root), csv="labels.csv", size=32, num_workers=0))
+    text = (root / "labels.csv").read_text().replace(",", ".jpg,").replace("id.jpg,", "id,")
+    (root / "labels.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"no file .*train/im0.jpg.jpg for row 0 .*the ids already end in '.jpg': "
+                                         r"drop the suffix"):
+        build_data(TrainConfig(data=str(root), csv="labels.csv", suffix=".jpg", size=32, num_workers=0))
+    assert len(build_data(TrainConfig(data=str(root), csv="labels.csv", size=32, num_workers=0)).trn_ds) == 16

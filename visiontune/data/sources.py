@@ -460,7 +460,7 @@ def _resolve_val_name(root: Path, val_name: str) -> str:
         return "val"
     raise FileNotFoundError(
         f"no validation folder {root / val_name}; folders in {root}: {_subdirs(root) if root.is_dir() else []}. "
-        f"Pass val_name= the folder holding the validation images (e.g. val_name='val')."
+        f"Pass val_name= (--val-name) the folder holding the validation images (e.g. val_name='val')."
     )
 
 
@@ -507,6 +507,19 @@ def _leaving_folder(root: Path, folder: str, fnames: Sequence[str]) -> list[int]
         if real != base and not real.startswith(inside):
             out.append(i)
     return out
+
+
+def _suffix_hint(images: Path, ids: Sequence[str], suffix: str, rows: int = 20) -> str | None:
+    """When none of the first ``rows`` ids has a file but a changed ``suffix`` would find them: what to pass."""
+    head = [s for s in ids[:rows] if s]
+    if not head or any((images / (s + suffix)).exists() for s in head):
+        return None
+    if suffix and all(s.endswith(suffix) for s in head) and any((images / s).exists() for s in head):
+        return f"the ids already end in {suffix!r}: drop the suffix (suffix='', or no --suffix)"
+    for ext in sorted(IMAGE_EXTENSIONS):
+        if any((images / (s + ext)).exists() for s in head):
+            return f"the files are named <id>{ext}: pass suffix={ext!r} (--suffix {ext})"
+    return None
 
 
 class ClassesWarning(UserWarning):
@@ -734,6 +747,9 @@ class ImageClassifierData:
                 + f". Only files inside {root / folder} are read: copy the images into it (or point path/folder "
                 "at where they really are)."
             )
+        hint = _suffix_hint(root / folder, ids, suffix)
+        if hint:
+            raise ValueError(f"{csv_path.name}: no file {root / fnames[0]} for row 0 (nor for the next rows); {hint}")
         kind, classes, y = _parse_labels(csv_path.name, labels, continuous, skip_header)
 
         if val_idxs is None:
@@ -884,7 +900,7 @@ def _parse_labels(name: str, labels: list[str], continuous: bool, skip_header: b
                 bad.append(i)
             vals.append(v)
         if bad:
-            raise ValueError(f"{name}: continuous=True needs a number in every label; bad or empty in row(s) "
+            raise ValueError(f"{name}: continuous=True (--regression) needs a number in every label; bad or empty in row(s) "
                              f"{_rows(bad, skip_header)} (e.g. {labels[bad[0]]!r})")
         widths = {len(v) for v in vals}
         if len(widths) != 1:
