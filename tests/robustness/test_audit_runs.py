@@ -74,6 +74,12 @@ def test_impossible_numbers_are_refused_before_any_work(tmp_path, field, value, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_head_that_would_never_train_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"head_epochs and aug_epochs are both 0 \(--head-epochs, --aug-epochs\): "
+                                         "the new head would never be trained"):
+        train_run(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), head_epochs=0, aug_epochs=0))
+
+
 @pytest.mark.parametrize("option, value", [("--budget", "nan"), ("--budget", "inf"), ("--lr", "nan"),
                                            ("--lr-ratio", "inf"), ("--val-pct", "nan"), ("--ps", "nan")])
 def test_cli_refuses_non_finite_numbers(tmp_path, capsys, option, value):

@@ -167,6 +167,9 @@ class TrainConfig:
         for name in ("precompute_aug", "head_epochs", "aug_epochs", "tta", "max_cycles", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.head_epochs == 0 and self.aug_epochs == 0:
+            raise ValueError("head_epochs and aug_epochs are both 0 (--head-epochs, --aug-epochs): the new head "
+                             "would never be trained; give one of them at least 1 epoch")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
