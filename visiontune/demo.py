@@ -129,13 +129,22 @@ def _safe_member(name: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts and not (p.parts and ":" in p.parts[0])
 
 
+def _check_room(archive: Path, dest: Path, unpacked: int) -> None:
+    """Refuse an archive whose members add up to more than the disk has free (a zip bomb, or just too big)."""
+    free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
+    if unpacked > free:
+        raise ValueError(f"refusing to extract {archive.name}: it unpacks to {unpacked:,} bytes and the disk has "
+                         f"{free:,} free; free some space or unpack it yourself and pass --data")
+
+
 def _extract(archive: Path, dest: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             bad = [n for n in z.namelist() if not _safe_member(n)]
             if bad:
                 raise ValueError(f"refusing to extract {archive.name}: member {bad[0]!r} points outside the folder")
-            z.extractall(dest)
+            _check_room(archive, dest, sum(i.file_size for i in z.infolist()))
+            z.extractall(dest)  # zipfile stops a member that outgrows its declared size
         return
     try:
         tf = tarfile.open(archive)
@@ -150,6 +159,7 @@ def _extract(archive: Path, dest: Path) -> None:
                 raise ValueError(f"refusing to extract {archive.name}: member {m.name!r} is a link")
             if not (m.isfile() or m.isdir()):
                 raise ValueError(f"refusing to extract {archive.name}: member {m.name!r} is not a file or folder")
+        _check_room(archive, dest, sum(m.size for m in members))
         if hasattr(tarfile, "data_filter"):
             tf.extractall(dest, members=members, filter="data")
         else:  # pragma: no cover - Python < 3.12 without the backport

@@ -84,6 +84,22 @@ def test_fetch_dataset_refuses_path_traversal(tmp_path, kind):
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "sub" / "evil.txt").exists()
 
 
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_fetch_dataset_refuses_an_archive_bigger_than_the_free_disk(tmp_path, kind, monkeypatch):
+    """A zip bomb (or a just too big archive) is refused from the members' declared sizes, before writing."""
+    import collections
+    import shutil
+
+    data = _archive(tmp_path, kind, {"train/a/1.txt": b"0" * 5000, "train/a/2.txt": b"1" * 5000})
+    src = tmp_path / f"big.{kind}"
+    src.write_bytes(data)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 9000, 9000))
+    with pytest.raises(ValueError, match=r"refusing to extract .*: it unpacks to 10,000 bytes and the disk has 9,000 free"):
+        fetch_dataset(src.as_uri(), hashlib.sha256(data).hexdigest(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_download_needs_checksum(cli_env, tmp_path):
     proc = run_cli(cli_env, "demo", "--download", "file:///nowhere.zip", "--out", tmp_path / "r", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "--sha256" in proc.stderr

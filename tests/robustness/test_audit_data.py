@@ -291,3 +291,26 @@ def test_limit_aspect_cuts_the_centre():
     assert limit_aspect(tall, 8).size == (3, 24) and limit_aspect(Image.new("RGB", (3, 24)), 8).size == (3, 24)
     sq = Image.new("RGB", (50, 40))
     assert limit_aspect(sq) is sq and math.isfinite(limit_aspect(Image.new("RGB", (1, 1))).size[0])
+
+
+def test_a_thin_jpeg_stays_small_on_the_batched_decode_path(tmp_path, monkeypatch):
+    """decode_presized(decoder='torchvision') (nvJPEG on CUDA, also runs on the CPU) resized the short side
+    of a 1 x 30000 JPEG to the target: cut to 8:1 first, as the PIL path does."""
+    import torchvision.transforms.v2.functional as TF
+
+    from visiontune.data.gpu_decode import decode_presized
+
+    p = tmp_path / "thin.jpg"
+    Image.new("RGB", (30000, 2), (200, 10, 10)).save(p, quality=95)
+    sizes = []
+    resize = TF.resize
+
+    def spy(img, size, *args, **kwargs):
+        out = resize(img, size, *args, **kwargs)
+        sizes.append(tuple(out.shape[-2:]))
+        return out
+
+    monkeypatch.setattr(TF, "resize", spy)
+    x = decode_presized([p], 32, decoder="torchvision")
+    assert x.shape == (1, 3, 32, 32) and x[0, 0].float().mean() > 150
+    assert sizes == [(32, 256)]  # the central 2 x 16 (8:1), scaled 16x; was 32 x 480,000
