@@ -1,9 +1,7 @@
 """Data: sources (folders, CSV, arrays), splits, image decoding, resize cache, loaders, inspection."""
 from ..utils.lazy import lazy_exports
 
-# Decoding (numpy + Pillow) loads at once; sources and inspection, which need torch or pandas, on first use.
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, load_image, probe_image, probe_images
-
+# Each module loads on first use: decoding needs only numpy + Pillow, sources and inspection torch or pandas.
 _EXPORTS = {
     ".imageio": ("DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageLoadError", "load_image", "probe_image", "probe_images"),
     ".inspect": ("format_inspection", "inspect_dataset"),

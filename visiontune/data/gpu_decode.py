@@ -37,7 +37,7 @@ from PIL import Image
 
 from visiontune.transforms.core import CropType, ImageTransforms
 
-from .imageio import DEFAULT_MAX_PIXELS, MAX_ASPECT, load_image
+from .imageio import DEFAULT_MAX_PIXELS, aspect_box, load_image
 
 __all__ = ["PresizeTransform", "decode_presized", "gpu_train_loader", "nvjpeg_available"]
 
@@ -137,13 +137,12 @@ def _gpu_presize(img: torch.Tensor, size: int, squash: bool, interpolation: str)
         mode = _INTERP["bilinear"]
     if squash:
         return F.resize(img, [size, size], interpolation=mode, antialias=True)
+    box = aspect_box(img.shape[-1], img.shape[-2])
+    if box is not None:  # a 1 x 60000 strip: its central 8:1 part, as limit_aspect does on the CPU path
+        left, top, right, bottom = box
+        img = img[..., top:bottom, left:right]
     h, w = img.shape[-2:]
-    short, long = min(h, w), max(h, w)
-    if long > short * MAX_ASPECT:  # a 1 x 60000 strip: its central 8:1 part, as limit_aspect does on the CPU path
-        keep = max(1, int(short * MAX_ASPECT))
-        start = (long - keep) // 2
-        img = img[..., :, start:start + keep] if w > h else img[..., start:start + keep, :]
-        h, w = img.shape[-2:]
+    short = min(h, w)
     new = [size, max(size, round(w * size / short))] if h <= w else [max(size, round(h * size / short)), size]
     img = F.resize(img, new, interpolation=mode, antialias=True)
     return F.center_crop(img, [size, size])

@@ -361,11 +361,20 @@ def limit_aspect(img: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Imag
     >>> limit_aspect(Image.new("RGB", (1, 30000))).size, limit_aspect(Image.new("RGB", (300, 200))).size
     ((1, 8), (300, 200))
     """
-    w, h = img.size
+    box = aspect_box(*img.size, max_aspect)
+    return img if box is None else img.crop(box)
+
+
+def aspect_box(w: int, h: int, max_aspect: float = MAX_ASPECT) -> tuple[int, int, int, int] | None:
+    """The central ``(left, top, right, bottom)`` box of a ``w x h`` image whose long side is cut to
+    ``max(1, floor(short * max_aspect))`` pixels; ``None`` when the image is within ``max_aspect``.
+
+    >>> aspect_box(30000, 2), aspect_box(300, 200)
+    ((14992, 0, 15008, 2), None)
+    """
     short, long = min(w, h), max(w, h)
     if long <= short * max_aspect:
-        return img
+        return None
     keep = max(1, int(short * max_aspect))
     start = (long - keep) // 2
-    box = (start, 0, start + keep, h) if w > h else (0, start, w, start + keep)
-    return img.crop(box)
+    return (start, 0, start + keep, h) if w > h else (0, start, w, start + keep)

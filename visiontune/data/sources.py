@@ -728,7 +728,7 @@ class ImageClassifierData:
             csv_path = root / csv_path
         if not (root / folder).is_dir():
             raise FileNotFoundError(f"image folder {root / folder} does not exist; folders in {root}: {_subdirs(root)}")
-        ids, labels = _read_label_csv(csv_path, skip_header)
+        ids, labels = read_label_csv(csv_path, skip_header)
         n = len(ids)
         bad = [i for i, s in enumerate(ids) if not _safe_relative(s + suffix)]
         if bad:
@@ -849,7 +849,7 @@ def _rows(idx, skip_header: bool, limit: int = 10) -> str:
     return s + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
 
 
-def _read_label_csv(csv_path: Path, skip_header: bool) -> tuple[list[str], list[str]]:
+def read_label_csv(csv_path: Path, skip_header: bool) -> tuple[list[str], list[str]]:
     import pandas as pd
 
     if not csv_path.is_file():

@@ -81,6 +81,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils.errors import first_line
+
 __all__ = [
     "COMPILE_MIN_IMAGES",
     "ENGINE_KINDS",
@@ -419,8 +421,8 @@ class TorchEngine(Engine):
                     y = _single_tensor(fn(chunk))
             except Exception as e:  # noqa: BLE001 - inductor failures surface at the first call
                 fallback = "torch-bf16" if self._amp_dtype is not None else "torch-cl"
-                compiled.failed = f"{type(e).__name__}: {_first_line(e)}"
-                warnings.warn(f"visiontune: torch.compile failed ({type(e).__name__}: {_first_line(e)}); "
+                compiled.failed = f"{type(e).__name__}: {first_line(e)}"
+                warnings.warn(f"visiontune: torch.compile failed ({type(e).__name__}: {first_line(e)}); "
                               f"running {fallback!r} instead", RuntimeWarning, stacklevel=3)
                 self._compiled = None
                 self.kind = fallback
@@ -666,11 +668,6 @@ def _prune_export_cache(folder, keep: int = EXPORT_CACHE_KEEP) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else ""
-
-
 def _export_onnx(module: nn.Module, shape: tuple) -> bytes:
     """ONNX bytes of ``module`` for inputs ``shape`` with a dynamic batch axis.
 
@@ -691,14 +688,14 @@ def _export_onnx(module: nn.Module, shape: tuple) -> bytes:
                               do_constant_folding=True)
             return buf.getvalue()
         except Exception as e:  # noqa: BLE001 - try the other exporter
-            errors.append(f"torchscript exporter: {type(e).__name__}: {_first_line(e)}")
+            errors.append(f"torchscript exporter: {type(e).__name__}: {first_line(e)}")
         try:
             batch = torch.export.Dim("batch", min=1)
             program = torch.onnx.export(module, (example,), None, dynamo=True, input_names=["input"],
                                         output_names=["output"], dynamic_shapes=({0: batch},), verbose=False)
             return program.model_proto.SerializeToString()
         except Exception as e:  # noqa: BLE001
-            errors.append(f"dynamo exporter: {type(e).__name__}: {_first_line(e)}")
+            errors.append(f"dynamo exporter: {type(e).__name__}: {first_line(e)}")
     raise RuntimeError("ONNX export failed: " + "; ".join(errors))
 
 
@@ -781,7 +778,7 @@ def create_engine(
             try:
                 engine = _build(candidate, module, example_input_shape, dev, cache_id, uint8_norm)
             except Exception as e:  # noqa: BLE001 - any build failure means: try the next kind
-                reason, failed = f"{type(e).__name__}: {_first_line(e)}", True
+                reason, failed = f"{type(e).__name__}: {first_line(e)}", True
         if reason is None:
             # 'auto' skips what is not installed silently; a forced kind or a failed build is worth a line.
             if problems and (kind != "auto" or any(f for _, _, f in problems)):
@@ -1023,7 +1020,7 @@ def measure_engines(
             for _ in range(max(warmup, 1)):
                 engine(batch)
         except Exception as e:  # noqa: BLE001
-            warnings.warn(f"visiontune: skipping engine {kind!r}: {type(e).__name__}: {_first_line(e)}",
+            warnings.warn(f"visiontune: skipping engine {kind!r}: {type(e).__name__}: {first_line(e)}",
                           RuntimeWarning, stacklevel=2)
             continue
         if engine.kind != kind:  # torch.compile failed at its first call and fell back

@@ -85,12 +85,16 @@ class UnreadableImageWarning(UserWarning):
 try:
     from visiontune.data.imageio import MAX_ASPECT, limit_aspect
     from visiontune.data.imageio import ImageLoadError as _ImageLoadError
+    from visiontune.utils.errors import first_line
 except ImportError:  # pragma: no cover - the standalone copy of this module (no pixel cap, no aspect bound)
     _ImageLoadError = OSError
     MAX_ASPECT = None
 
     def limit_aspect(im: Image.Image) -> Image.Image:
         return im
+
+    def first_line(e: BaseException) -> str:
+        return (str(e).strip().splitlines() or [""])[0][:200]
 _UNREADABLE = (_ImageLoadError, OSError)
 
 
@@ -174,10 +178,9 @@ class ExportedModel:
             else:
                 run, io_info = _torchscript_runner(model_path), None
         except Exception as e:  # a corrupt file, or something else (e.g. a pickle) under the model's name
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             what = {"onnx": "an ONNX", "torchscript": "a TorchScript"}[fmt]
             raise ValueError(f"cannot load {model_path} as {what} model: the file is corrupt or not {what} "
-                             f"export ({type(e).__name__}: {first}). It was not unpickled; export the model "
+                             f"export ({type(e).__name__}: {first_line(e)}). It was not unpickled; export the model "
                              "again.") from None
         _check_model(run, io_info, model_path, json_path, meta)
         return cls(
@@ -368,9 +371,8 @@ def _check_model(run, io_info, model_path: Path, json_path: Path, meta: dict) ->
         try:
             y = np.asarray(run(np.zeros((1, 3, size, size), np.float32)))
         except Exception as e:  # noqa: BLE001 - whatever the runtime raises, say which files disagree
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             raise ValueError(f"cannot run {model_path} on a 1x3x{size}x{size} batch as {json_path} describes "
-                             f"({type(e).__name__}: {first}); {again}") from None
+                             f"({type(e).__name__}: {first_line(e)}); {again}") from None
         if y.ndim < 1 or y.shape[0] != 1:
             raise ValueError(f"{model_path} returned shape {tuple(y.shape)} for 1 image, not one row per image; "
                              "export the model again")

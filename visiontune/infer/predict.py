@@ -84,7 +84,6 @@ def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, ba
     if not found:
         raise ValueError("no images given: name image files and/or folders holding them")
     paths, bad = _readable(found, strict)
-    out = np.zeros((0, len(m.classes)))
     if paths:
         with warnings.catch_warnings():  # the skipped files are reported below, once
             warnings.simplefilter("ignore", UnreadableImageWarning)

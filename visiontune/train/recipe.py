@@ -70,8 +70,10 @@ import numpy as np
 import torch
 
 from ..data import ImageClassifierData, get_cv_idxs
+from ..data.sources import read_label_csv
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.atomic import atomic_write, atomic_write_json, atomic_write_text
+from ..utils.errors import first_line
 from . import distributed
 from .callbacks import Callback, EarlyStopping, TimeBudget
 
@@ -278,7 +280,7 @@ def build_data(cfg: TrainConfig):
             csv_path = root / csv_path
         if not csv_path.is_file():
             raise FileNotFoundError(f"labels CSV {csv_path} not found")
-        n = _csv_rows(csv_path)
+        n = len(read_label_csv(csv_path, skip_header=True)[0])  # rows as from_csv reads them (pandas)
         # fastai's fold 4 is the last of five at val_pct=0.2; a larger share takes the last fold that fits
         val_idxs = get_cv_idxs(n, cv_idx=min(4, int(1 / cfg.val_pct) - 1), val_pct=cfg.val_pct)
         data = ImageClassifierData.from_csv(root, cfg.folder, csv_path, bs=cfg.bs, tfms=tfms, val_idxs=val_idxs,
@@ -297,21 +299,6 @@ def build_data(cfg: TrainConfig):
     if len(data.val_ds) == 0:
         raise ValueError(f"no validation images under {root}")
     return data
-
-
-def _csv_rows(csv_path: Path) -> int:
-    """Data rows in a labels CSV, as pandas reads it (quoted fields may span lines)."""
-    import pandas as pd
-
-    try:
-        return len(pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
-    except (ValueError, OSError, pd.errors.ParserError) as e:
-        raise ValueError(f"cannot parse labels CSV {csv_path}: {_first_line(e)} (is it a UTF-8, comma-separated "
-                         "file with a header row?)") from None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def data_kind(data) -> str:
@@ -560,7 +547,7 @@ def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Pa
         cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
         cfg.validate()
     except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot resume from {run_dir / 'config.json'}: {_first_line(e)} (damaged or edited?); "
+        raise ValueError(f"cannot resume from {run_dir / 'config.json'}: {first_line(e)} (damaged or edited?); "
                          "start a new run") from None
     if config is not None:
         cfg.verbose = config.verbose
@@ -590,7 +577,7 @@ def _read_run_json(path: Path, expect: type = dict):
     try:
         value = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read {path}: {_first_line(e)} (damaged?); start a new run") from None
+        raise ValueError(f"cannot read {path}: {first_line(e)} (damaged?); start a new run") from None
     if not isinstance(value, expect):
         raise ValueError(f"cannot read {path}: expected a JSON {expect.__name__}, found {type(value).__name__} "
                          "(damaged?); start a new run")
@@ -1044,7 +1031,7 @@ def load_run_model(run_dir, weights: str = "best.safetensors"):
         model.load_state_dict(load_file(str(run_dir / weights), device="cpu"))
     except Exception as e:  # safetensors' own error type, or a state dict of another shape
         raise ValueError(f"cannot load {run_dir / weights} into the run's model ({type(e).__name__}: "
-                         f"{_first_line(e)[:200]}); damaged, or from another run? Train the run again") from None
+                         f"{first_line(e)}); damaged, or from another run? Train the run again") from None
     return model.eval(), pre, classes, kind
 
 
