@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import EpsImagePlugin, Image
+from vt_zoo import spy_opens
 
 from visiontune.data import ImageClassifierData, get_cv_idxs
 from visiontune.data.imageio import ImageLoadError, image_header, load_image, probe_image
@@ -56,30 +57,12 @@ def _csv(root, extra):
     return root / "labels.csv"
 
 
-def _spy_opens(monkeypatch):
-    opened = []
-    real_open, real_pil = open, Image.open
-
-    def spy_open(file, *a, **k):
-        if isinstance(file, (str, os.PathLike)):
-            opened.append(os.path.realpath(os.fspath(file)))
-        return real_open(file, *a, **k)
-
-    def spy_pil(fp, *a, **k):
-        if isinstance(fp, (str, os.PathLike)):
-            opened.append(os.path.realpath(os.fspath(fp)))
-        return real_pil(fp, *a, **k)
-
-    monkeypatch.setattr("builtins.open", spy_open)
-    monkeypatch.setattr(Image, "open", spy_pil)
-    return opened
-
 
 def test_a_linked_folder_cannot_take_a_csv_id_outside_the_image_folder(csvsym, monkeypatch):
     root, outside = csvsym
     (root / "train" / "sub").symlink_to(outside, target_is_directory=True)
     csv = _csv(root, ["sub/secret,red"])
-    opened = _spy_opens(monkeypatch)
+    opened = spy_opens(monkeypatch, resolve=os.path.realpath)
     with pytest.raises(ValueError) as e:
         ImageClassifierData.from_csv(root, "train", csv, tfms=TFMS, suffix=".jpg", num_workers=0, val_idxs=[0, 4])
     assert str(e.value).startswith(
@@ -92,7 +75,7 @@ def test_a_linked_file_is_refused_and_its_contents_never_quoted(csvsym, monkeypa
     root, outside = csvsym
     (root / "train" / "pw.jpg").symlink_to(outside / "passwd")
     csv = _csv(root, ["pw,red"])
-    opened = _spy_opens(monkeypatch)
+    opened = spy_opens(monkeypatch, resolve=os.path.realpath)
     with warnings.catch_warnings(record=True) as rec, pytest.raises(ValueError) as e:
         warnings.simplefilter("always")
         ImageClassifierData.from_csv(root, "train", csv, tfms=TFMS, suffix=".jpg", num_workers=0, val_idxs=[0, 4])

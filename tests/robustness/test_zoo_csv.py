@@ -10,7 +10,7 @@ import os
 
 import pytest
 from PIL import Image
-from vt_zoo import make_class_images
+from vt_zoo import make_class_images, spy_opens
 
 from visiontune.data import ImageClassifierData, inspect_dataset
 from visiontune.data.sources import SkippedFilesWarning, UnreadableFilesError
@@ -102,21 +102,7 @@ def test_bom_and_windows_line_endings(root):
 def test_ids_cannot_escape_the_data_folder(root, evil, monkeypatch):
     """Refused before anything is opened; nothing outside the data folder is ever read."""
     csv = write_csv(root, good_rows() + [f'"{evil}",red'])
-    opened = []
-    real_open, real_pil = open, Image.open
-
-    def spy_open(file, *a, **k):
-        if isinstance(file, (str, os.PathLike)):
-            opened.append(os.path.abspath(os.fspath(file)))
-        return real_open(file, *a, **k)
-
-    def spy_pil(fp, *a, **k):
-        if isinstance(fp, (str, os.PathLike)):
-            opened.append(os.path.abspath(os.fspath(fp)))
-        return real_pil(fp, *a, **k)
-
-    monkeypatch.setattr("builtins.open", spy_open)
-    monkeypatch.setattr(Image, "open", spy_pil)
+    opened = spy_opens(monkeypatch)
     with pytest.raises(ValueError, match=r"labels.csv: file id\(s\) pointing outside the 'train' folder, refused: row 12 "
                                          r"\(line 14\)"):
         build(root, csv, suffix="")

@@ -7,6 +7,7 @@ the reason it must give for refusing the file.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -194,3 +195,23 @@ def make_zoo_folder(root: Path, n_good: int = 4) -> dict[str, str]:
         maker(root / "train" / "red" / fname)
         placed[f"train/red/{fname}"] = expected
     return placed
+
+
+def spy_opens(monkeypatch, resolve=os.path.abspath) -> list[str]:
+    """Record (``resolve``d) every path given to ``open`` and ``PIL.Image.open`` from now on."""
+    opened: list[str] = []
+    real_open, real_pil = open, Image.open
+
+    def spy_open(file, *a, **k):
+        if isinstance(file, (str, os.PathLike)):
+            opened.append(resolve(os.fspath(file)))
+        return real_open(file, *a, **k)
+
+    def spy_pil(fp, *a, **k):
+        if isinstance(fp, (str, os.PathLike)):
+            opened.append(resolve(os.fspath(fp)))
+        return real_pil(fp, *a, **k)
+
+    monkeypatch.setattr("builtins.open", spy_open)
+    monkeypatch.setattr(Image, "open", spy_pil)
+    return opened
