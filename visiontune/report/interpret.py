@@ -1,0 +1,206 @@
+"""Looking at results, the lesson's way and fastai 2's way: one place for the report and the Python API.
+
+``ClassificationInterpretation`` takes what a single-label validation pass gives (probabilities,
+targets, class names, and optionally the file of each row) and answers the notes' questions:
+which classes are confused, which images are most correct, most incorrect and most uncertain,
+and how good each class is (precision, recall, F1 from scikit-learn).
+
+>>> import numpy as np
+>>> probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+>>> interp = ClassificationInterpretation(probs, np.array([0, 1, 1, 1]), ["ants", "bees"])
+>>> interp.confusion_matrix().tolist()
+[[1, 0], [1, 2]]
+>>> interp.most_confused()
+[('bees', 'ants', 1)]
+>>> interp.most_uncertain(k=1).tolist()
+[2]
+>>> round(interp.per_class()["recall"]["bees"], 4)
+0.6667
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["ClassificationInterpretation", "plot_confusion_matrix", "MAX_MATRIX_CLASSES"]
+
+MAX_MATRIX_CLASSES = 30
+"""A confusion matrix with more classes shows only the most-confused ones (120 breeds stay readable)."""
+
+
+class ClassificationInterpretation:
+    """Interpretation of single-label predictions.
+
+    Args:
+        probs: ``(n, c)`` class probabilities (``np.exp`` of the lesson's ``log_preds``).
+        targets: ``(n,)`` class indices.
+        classes: the ``c`` class names.
+        items: optional ``n`` entries (file names) shown beside the rows.
+    """
+
+    def __init__(self, probs, targets, classes: Sequence, items: Sequence | None = None):
+        probs = np.asarray(probs, dtype=np.float64)
+        targets = np.asarray(targets).reshape(-1)
+        if probs.ndim != 2 or probs.shape[0] != targets.shape[0]:
+            raise ValueError(f"probs must be (n, classes) with one row per target: got probs {probs.shape} and "
+                             f"targets {targets.shape}")
+        if probs.shape[1] != len(classes):
+            raise ValueError(f"probs has {probs.shape[1]} columns for {len(classes)} class names")
+        if items is not None and len(items) != len(targets):
+            raise ValueError(f"{len(items)} items for {len(targets)} predictions")
+        self.probs, self.targets = probs, targets.astype(np.int64)
+        self.classes = [str(c) for c in classes]
+        self.items = list(items) if items is not None else None
+        self.preds = probs.argmax(axis=1)
+        p_true = probs[np.arange(len(targets)), self.targets]
+        self.losses = -np.log(np.clip(p_true, 1e-12, 1.0))
+
+    @classmethod
+    def from_log_preds(cls, log_preds, targets, classes: Sequence, items: Sequence | None = None):
+        """From the lesson's ``log_preds`` (what ``learn.predict()`` / ``learn.TTA()[0]`` return)."""
+        return cls(np.exp(np.asarray(log_preds, dtype=np.float64)), targets, classes, items)
+
+    # ------------------------------------------------------------------------------------- numbers
+    def confusion_matrix(self) -> np.ndarray:
+        """Counts, rows actual and columns predicted (scikit-learn's ``confusion_matrix``)."""
+        from sklearn.metrics import confusion_matrix
+
+        return confusion_matrix(self.targets, self.preds, labels=list(range(len(self.classes))))
+
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """``(actual, predicted, count)`` off the diagonal with ``count >= min_val``, most frequent first."""
+        cm = self.confusion_matrix()
+        pairs = [(self.classes[i], self.classes[j], int(cm[i, j])) for i in range(len(cm)) for j in range(len(cm))
+                 if i != j and cm[i, j] >= max(min_val, 1)]
+        return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+
+    def top_losses(self, k: int | None = None) -> np.ndarray:
+        """Row indices by decreasing loss (``-log p(actual)``)."""
+        order = np.argsort(-self.losses, kind="stable")
+        return order if k is None else order[:k]
+
+    def _ranked(self, mask: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        return idx[np.argsort(key[idx], kind="stable")][:k]
+
+    def most_correct(self, cls=None, k: int = 4) -> np.ndarray:
+        """Correct rows (of class ``cls``, name or index, if given) with the highest p(actual)."""
+        return self._ranked((self.preds == self.targets) & self._of(cls), self.losses, k)
+
+    def most_incorrect(self, cls=None, k: int = 4) -> np.ndarray:
+        """Wrong rows (actual class ``cls`` if given) with the lowest p(actual): the surest mistakes."""
+        return self._ranked((self.preds != self.targets) & self._of(cls), -self.losses, k)
+
+    def most_uncertain(self, cls=None, k: int = 4) -> np.ndarray:
+        """Rows whose top two probabilities are closest (a 2-class model: p near 0.5)."""
+        top2 = np.sort(self.probs, axis=1)[:, -2:] if self.probs.shape[1] > 1 else np.ones((len(self.probs), 2))
+        return self._ranked(self._of(cls), top2[:, 1] - top2[:, 0], k)
+
+    def _of(self, cls) -> np.ndarray:
+        if cls is None:
+            return np.ones(len(self.targets), dtype=bool)
+        i = cls if isinstance(cls, (int, np.integer)) else self.classes.index(str(cls))
+        return self.targets == i
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """Precision, recall, F1 and support per class (scikit-learn's ``precision_recall_fscore_support``).
+
+        Returns ``{"precision": {class: value}, "recall": ..., "f1": ..., "support": ...}``.
+        """
+        from sklearn.metrics import precision_recall_fscore_support
+
+        p, r, f, s = precision_recall_fscore_support(self.targets, self.preds, labels=list(range(len(self.classes))),
+                                                     zero_division=0)
+        return {name: dict(zip(self.classes, map(float, values)))
+                for name, values in (("precision", p), ("recall", r), ("f1", f), ("support", s))}
+
+    def per_class_table(self) -> list[list]:
+        """Rows ``[class, precision, recall, f1, support]`` (for a report table or a DataFrame)."""
+        t = self.per_class()
+        return [[c, t["precision"][c], t["recall"][c], t["f1"][c], int(t["support"][c])] for c in self.classes]
+
+    # ------------------------------------------------------------------------------------- plots
+    def plot_confusion_matrix(self, max_classes: int = MAX_MATRIX_CLASSES, title: str = "Confusion matrix"):
+        """The matrix with class names; above ``max_classes`` classes only the most-confused ones."""
+        return plot_confusion_matrix(self.confusion_matrix(), self.classes, max_classes=max_classes, title=title)
+
+    def plot_top_losses(self, k: int = 9, images=None, figsize=(12, 12)):
+        """The ``k`` rows with the highest loss: actual / predicted / loss / p(actual) as titles.
+
+        ``images``: a function ``row index -> image`` (HWC array or PIL image); by default the ``items``
+        are opened as image files.
+        """
+        from .canvas import new_figure, plain_text
+
+        rows = self.top_losses(k)
+        n = len(rows)
+        cols = int(np.ceil(np.sqrt(max(n, 1))))
+        fig = new_figure(*figsize)
+        for pos, i in enumerate(rows):
+            ax = fig.add_subplot(int(np.ceil(n / cols)), cols, pos + 1)
+            im = self._image(i, images)
+            if im is not None:
+                ax.imshow(np.asarray(im))
+            ax.set_axis_off()
+            ax.set_title(plain_text(f"{self.classes[self.preds[i]]} / {self.classes[self.targets[i]]}\n")
+                         + f"loss {self.losses[i]:.2f}, p {np.exp(-self.losses[i]):.2f}", fontsize=9)
+        fig.suptitle("predicted / actual, loss, p(actual)")
+        return fig
+
+    def _image(self, i: int, images):
+        if images is not None:
+            return images(i)
+        if self.items is None:
+            return None
+        from ..imaging.decode import open_image
+
+        return open_image(self.items[i])
+
+
+def plot_confusion_matrix(cm, classes: Sequence, max_classes: int = MAX_MATRIX_CLASSES, normalize: bool = False,
+                          title: str = "Confusion matrix", cmap: str = "Blues"):
+    """The lesson's ``plot_confusion_matrix(cm, classes)``: a labelled matrix, rows actual, columns predicted.
+
+    With more than ``max_classes`` classes, only the classes involved in the most confusions are drawn
+    (the title says how many of how many), so 120 dog breeds stay readable.
+
+    >>> fig = plot_confusion_matrix(np.array([[5, 1], [2, 7]]), ["cats", "dogs"])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['cats', 'dogs']
+    """
+    from .canvas import new_figure, plain_text
+
+    cm = np.asarray(cm)
+    names = [str(c) for c in classes]
+    if cm.shape != (len(names), len(names)):
+        raise ValueError(f"cm is {cm.shape} for {len(names)} classes")
+    shown = np.arange(len(names))
+    subtitle = ""
+    if len(names) > max_classes:
+        off = cm - np.diag(np.diag(cm))
+        errors = off.sum(axis=0) + off.sum(axis=1)
+        shown = np.sort(np.argsort(-errors, kind="stable")[:max_classes])
+        subtitle = f"\nthe {max_classes} most-confused of {len(names)} classes"
+    sub = cm[np.ix_(shown, shown)].astype(np.float64)
+    if normalize:
+        sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1, None)
+    n = len(shown)
+    side = min(max(4.0, 0.32 * n + 2.0), 14.0)
+    fig = new_figure(side, side)
+    ax = fig.add_subplot()
+    ax.imshow(sub, cmap=cmap, interpolation="nearest")
+    fs = 9 if n <= 12 else 7 if n <= 20 else 5
+    ax.set_xticks(range(n), [plain_text(names[i]) for i in shown], rotation=90, fontsize=fs)
+    ax.set_yticks(range(n), [plain_text(names[i]) for i in shown], fontsize=fs)
+    if n <= 15:
+        thresh = sub.max() / 2 if sub.size else 0
+        for i in range(n):
+            for j in range(n):
+                text = f"{sub[i, j]:.2f}" if normalize else str(int(sub[i, j]))
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="white" if sub[i, j] > thresh else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title + subtitle, fontsize=10)
+    return fig
