@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from visiontune.report.canvas import png_bytes
+from visiontune.utils.display import png_bytes
 from visiontune.report.interpret import ClassificationInterpretation, plot_confusion_matrix
 
 CLASSES = ["cat", "dog", "fox"]

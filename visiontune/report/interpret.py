@@ -131,7 +131,7 @@ class ClassificationInterpretation:
         ``images``: a function ``row index -> image`` (HWC array or PIL image); by default the ``items``
         are opened as image files.
         """
-        from .canvas import new_figure, plain_text
+        from ..utils.display import new_figure, plain_text
 
         rows = self.top_losses(k)
         n = len(rows)
@@ -169,7 +169,7 @@ def plot_confusion_matrix(cm, classes: Sequence, max_classes: int = MAX_MATRIX_C
     >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
     ['cats', 'dogs']
     """
-    from .canvas import new_figure, plain_text
+    from ..utils.display import new_figure, plain_text
 
     cm = np.asarray(cm)
     names = [str(c) for c in classes]
