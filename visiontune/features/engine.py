@@ -13,7 +13,7 @@ kind                what it runs                                                
 ==================  ======================================================================  ==========
 ``openvino``        ONNX export, compiled by OpenVINO for the CPU (bf16 hint where the       bf16 / fp32
                     CPU has bf16, else f32); extra ``visiontune[cpu-fast]``
-``onnxruntime``     ONNX export, ONNX Runtime CPU session; extra ``visiontune[cpu-fast]``   fp32
+``onnxruntime``     ONNX export, ONNX Runtime CPU session (a dependency of visiontune)      fp32
 ``torch-compile``   ``torch.compile`` of a channels_last copy (bf16 autocast where the CPU  bf16 / fp32
                     has bf16); chosen by ``'auto'`` only for ``n_images >=
                     COMPILE_MIN_IMAGES``, where its compile time pays off
@@ -164,10 +164,12 @@ def _unavailable_reason(kind: str, device: torch.device) -> str | None:
         if not torch.cuda.is_available():
             return "no CUDA device"
         return None
+    if kind in ("openvino", "onnxruntime") and not _installed("onnx"):  # both run an ONNX export
+        return "onnx is not installed (pip install onnx)"
     if kind == "openvino":
         return None if _installed("openvino") else "openvino is not installed (pip install 'visiontune[cpu-fast]')"
     if kind == "onnxruntime":
-        return None if _installed("onnxruntime") else "onnxruntime is not installed (pip install 'visiontune[cpu-fast]')"
+        return None if _installed("onnxruntime") else "onnxruntime is not installed (pip install onnxruntime)"
     if kind == "torch-compile":
         return None if _compile_supported() else "torch.compile is not supported here (needs dynamo and a C++ compiler)"
     if kind == "torch-bf16":

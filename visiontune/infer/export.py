@@ -22,6 +22,7 @@ with a dynamic batch axis and a fixed ``input_size`` x ``input_size`` spatial si
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import logging
 import warnings
@@ -97,6 +98,14 @@ def _export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def _onnx_installed() -> bool:
+    """Whether the ``onnx`` package (which ``torch.onnx.export`` needs) can be imported here."""
+    try:
+        return importlib.util.find_spec("onnx") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _export_torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarning and the torch.jit deprecation notices
@@ -120,8 +129,15 @@ def export_model(
 
     ``model`` is not modified: a CPU copy in eval mode is exported. ``preprocessing`` needs
     ``input_size, mean, std, interpolation, crop_pct`` (extra keys are ignored).
+
+    ``onnx`` is a dependency of visiontune; where it has been removed, ``fmt='onnx'`` writes
+    TorchScript (``{name}.pt``, ``"format": "torchscript"`` in the JSON) with one warning line instead.
     """
     _check_args(preprocessing, classes, kind, fmt)
+    if fmt == "onnx" and not _onnx_installed():
+        log.warning("visiontune: onnx is not installed, so the model is exported as TorchScript (%s.pt) "
+                    "instead of ONNX; `pip install onnx onnxruntime` for ONNX", name)
+        fmt = "torchscript"
     out_dir = Path(out_dir)
     size = int(preprocessing["input_size"])
 
