@@ -346,7 +346,7 @@ def _normalize(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
 class TorchEngine(Engine):
     """The PyTorch kinds: ``torch``, ``torch-cl``, ``torch-bf16``, ``torch-compile`` and ``cuda``."""
 
-    def __init__(self, module: nn.Module, kind: str, device: torch.device):
+    def __init__(self, module: nn.Module, kind: str, device: torch.device, fp32: bool = False):
         super().__init__(module, device)
         self.kind = kind
         self._module = module
@@ -356,9 +356,9 @@ class TorchEngine(Engine):
         self._compiled: _Compiled | None = None
         if kind == "torch":
             return
-        if kind == "torch-bf16" or (kind == "torch-compile" and cpu_supports_bf16()):
+        if kind == "torch-bf16" or (kind == "torch-compile" and cpu_supports_bf16() and not fp32):
             self._amp_dtype = torch.bfloat16
-        if device.type == "cuda":
+        if device.type == "cuda" and not fp32:
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if kind == "torch-compile":  # compiling takes long: one compiled copy per module, kept in memory
             per_module = _COMPILED.setdefault(module, {})
@@ -475,7 +475,7 @@ class _ExportedEngine(Engine):
     """Common part of ONNX Runtime and OpenVINO: export per input size, rebuild when weights change."""
 
     def __init__(self, module: nn.Module, device: torch.device, example_input_shape, cache_id: str | None = None,
-                 uint8_norm: tuple | None = None):
+                 uint8_norm: tuple | None = None, fp32: bool = False):
         super().__init__(module, device)
         # Held while the engine is open: a caller may pass a wrapper built just for this engine
         # (``nn.Sequential(body, pool)``), and later input sizes or uint8 inputs export from it again.
@@ -485,7 +485,7 @@ class _ExportedEngine(Engine):
         self._key: int | None = None
         # the on-disk export cache describes the weights as they are now: used only while they stay so
         self._cache_id, self._cache_id_key = cache_id, _weights_key(module)
-        self.precision = self._choose_precision()
+        self.precision = "fp32" if fp32 else self._choose_precision()
         # build now, so failures surface in create_engine: the uint8 variant when that is what will run
         self._runner(tuple(example_input_shape[1:]), self._upfront_variant(uint8_norm))
 
@@ -710,18 +710,18 @@ def _auto_order(device: torch.device, n_images: int | None) -> list[str]:
 
 
 def _build(kind: str, module: nn.Module, example_input_shape, device: torch.device, cache_id: str | None,
-           uint8_norm: tuple | None = None) -> Engine:
+           uint8_norm: tuple | None = None, fp32: bool = False) -> Engine:
     if kind == "onnxruntime":
         return OnnxRuntimeEngine(module, torch.device("cpu"), example_input_shape, cache_id)
     if kind == "openvino":
-        return OpenVinoEngine(module, torch.device("cpu"), example_input_shape, cache_id, uint8_norm)
+        return OpenVinoEngine(module, torch.device("cpu"), example_input_shape, cache_id, uint8_norm, fp32=fp32)
     if kind == "cuda":
         if device.type != "cuda" or device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-        return TorchEngine(module, "cuda", device)
+        return TorchEngine(module, "cuda", device, fp32=fp32)
     if kind == "torch":
         return TorchEngine(module, "torch", _module_device(module))
-    return TorchEngine(module, kind, torch.device("cpu"))
+    return TorchEngine(module, kind, torch.device("cpu"), fp32=fp32)
 
 
 def create_engine(
@@ -734,6 +734,7 @@ def create_engine(
     strict: bool = False,
     cache_id: str | None = None,
     uint8_norm: tuple | None = None,
+    precision: str = "auto",
 ) -> Engine:
     """Build the forward engine for ``module`` (its outputs must be a single tensor).
 
@@ -750,11 +751,16 @@ def create_engine(
     names the module's architecture and current weights; with it, ONNX exports are kept on disk
     and reused by later processes (see the module docstring). ``uint8_norm``: ``(mean, std)`` when
     the inputs will come as uint8 through :meth:`Engine.normalized`, so the variant built up front
-    is the one that will run.
+    is the one that will run. ``precision``: ``'auto'`` (bf16 / fp16 where the hardware runs it fast)
+    or ``'fp32'``, for numbers that must match an fp32 export to ~1e-6 (validation, TTA, predictions:
+    what ``visiontune predict`` with the exported model computes); ``torch-bf16`` then steps aside.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"create_engine needs a torch.nn.Module, not {type(module).__name__}")
     kind = _check_kind(kind)
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"precision must be 'auto' or 'fp32', not {precision!r}")
+    fp32 = precision == "fp32"
     if kind == "auto" and os.environ.get(ENV_VAR, "").strip():
         kind = _check_kind(os.environ[ENV_VAR], source=f"environment variable {ENV_VAR}")
     if len(tuple(example_input_shape)) != 4:
@@ -775,10 +781,12 @@ def create_engine(
     problems: list[tuple[str, str, bool]] = []  # (kind, reason, it was installed but failed to build)
     for candidate in candidates:
         reason = _unavailable_reason(candidate, dev)
+        if reason is None and fp32 and candidate == "torch-bf16":
+            reason = "fp32 was asked for"
         failed = False
         if reason is None:
             try:
-                engine = _build(candidate, module, example_input_shape, dev, cache_id, uint8_norm)
+                engine = _build(candidate, module, example_input_shape, dev, cache_id, uint8_norm, fp32)
             except Exception as e:  # noqa: BLE001 - any build failure means: try the next kind
                 reason, failed = f"{type(e).__name__}: {first_line(e)}", True
         if reason is None:

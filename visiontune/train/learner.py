@@ -275,6 +275,7 @@ class ConvLearner:
             arch=self.arch.timm_name, weights=self._body_digest(), split=split, view=view,
             tfms=self._tfms_desc(tfms), root=str(Path(self.data.path).resolve()),
             files=fingerprint_files(ds.file_fingerprint()),
+            numerics="bf16-allowed" if split == "train" else "fp32",
             **({"seed": seed} if aug and seed else {}),  # seed 0 keeps the keys caches were written under
         )
 
@@ -292,36 +293,41 @@ class ConvLearner:
     def _features_module(self) -> nn.Module:
         return nn.Sequential(self.body, self.pool)
 
-    def _engine(self, module_name: str, module: nn.Module, n_images: int, digest: str | None = None):
+    def _engine(self, module_name: str, module: nn.Module, n_images: int, digest: str | None = None,
+                fp32: bool = False):
+        """The forward engine for ``module``; ``fp32`` for evaluation (validation, test, TTA), so the numbers
+        match the fp32 export that ``visiontune predict`` runs; training passes may use bf16 where fast."""
         from ..features.engine import create_engine
 
         digest = digest or state_digest(module)
-        key = (module_name, digest)
+        key = (module_name, digest, fp32)
         if key not in self._engines:
-            for stale in [k for k in self._engines if k[0] == module_name]:
+            for stale in [k for k in self._engines if k[0] == module_name and k[2] == fp32]:
                 del self._engines[stale]
             sz = self.data.sz
-            self._engines[key] = create_engine(module, kind=self.engine_kind, example_input_shape=(1, 3, sz, sz),
+            kind = "torch-cl" if fp32 and self.engine_kind == "torch-bf16" else self.engine_kind
+            self._engines[key] = create_engine(module, kind=kind, example_input_shape=(1, 3, sz, sz),
                                                device=self.device, n_images=n_images,
                                                # the pretrained body's export is what later runs reuse
                                                cache_id=(f"{self.arch.timm_name}:{module_name}:{digest}"
                                                          if module_name == "features" else None),
                                                uint8_norm=(self.data.val_tfms.mean, self.data.val_tfms.std)
-                                               if getattr(self.data, "val_tfms", None) is not None else None)
+                                               if getattr(self.data, "val_tfms", None) is not None else None,
+                                               precision="fp32" if fp32 else "auto")
         return self._engines[key]
 
-    def _compute_acts(self, loader, n_images: int) -> np.ndarray:
+    def _compute_acts(self, loader, n_images: int, fp32: bool = False) -> np.ndarray:
         from ..features.engine import reading_ahead, run_engine
 
         module = self._features_module()
         digest = self._body_digest()  # the pool has no weights: the body's (memoised) digest names the module
-        if ("features", digest) in self._engines:
-            return run_engine(self._engine("features", module, n_images, digest), loader, progress=self.verbose)
+        if ("features", digest, fp32) in self._engines:
+            return run_engine(self._engine("features", module, n_images, digest, fp32), loader, progress=self.verbose)
         # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
         # holding at most READ_AHEAD_BYTES of uint8 batches
         batch_bytes = 3 * self.data.sz ** 2 * max(1, int(getattr(loader, "batch_size", None) or self.data.bs))
         with reading_ahead(loader, depth=max(2, min(16, READ_AHEAD_BYTES // batch_bytes))) as early:
-            engine = self._engine("features", module, n_images, digest)
+            engine = self._engine("features", module, n_images, digest, fp32)
             return run_engine(engine, early, progress=self.verbose)
 
     def activations(self, split: str, view: str = "clean", seed: int = 0) -> np.ndarray:
@@ -333,12 +339,14 @@ class ConvLearner:
         if key in self._acts:
             return self._acts[key]
 
+        fp32 = split != "train"  # what is evaluated is computed as the fp32 export computes it
+
         def compute():
             loader = self._view_loader(split, view, seed)
             if not distributed.is_distributed():
-                return self._compute_acts(loader, len(ds))
+                return self._compute_acts(loader, len(ds), fp32)
             # each rank runs its contiguous shard; all ranks get the whole array, in order
-            return distributed.all_gather_array(self._compute_acts(distributed.shard_loader(loader), len(ds)))
+            return distributed.all_gather_array(self._compute_acts(distributed.shard_loader(loader), len(ds), fp32))
 
         arr = distributed.cached_array(self.cache, key, compute, meta={"arch": self.arch.name, "split": split,
                                                                        "view": view, "n": len(ds)})
@@ -588,7 +596,7 @@ class ConvLearner:
         from ..features.engine import run_engine
 
         # The same forward engine as precompute (ONNX Runtime / OpenVINO / bf16 where available).
-        return run_engine(self._engine("model", self.model, len(loader.dataset)), self._fed(loader))
+        return run_engine(self._engine("model", self.model, len(loader.dataset), fp32=True), self._fed(loader))
 
     @torch.no_grad()
     def _head_outputs(self, acts: np.ndarray, bs: int = 4096) -> np.ndarray:
