@@ -47,7 +47,8 @@ def _epochs(loader, n_epochs: int) -> tuple[int, float]:
 
 def stage_loaders(cfg) -> list[dict]:
     import torch
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
+    from torchvision import transforms as T
 
     import visiontune as vt
     from visiontune.data.sources import default_num_workers
@@ -104,15 +105,15 @@ def stage_train_step(cfg, name: str, flops_fwd: float) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from visiontune.train.learner import _bf16_cpu
     from visiontune.train.loop import autocast_context
+    from visiontune.utils.hardware import cpu_supports_bf16
 
     torch.manual_seed(0)
     model = timm.create_model(name, pretrained=False, num_classes=2).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(cfg.train_bs, 3, cfg.size, cfg.size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 2, (cfg.train_bs,))
-    amp = _bf16_cpu()
+    amp = cpu_supports_bf16()
     dev = torch.device("cpu")
 
     def step():
@@ -148,8 +149,8 @@ def stage_exported(cfg, val_paths: list[Path]) -> list[dict]:
     from torch import nn
 
     import visiontune as vt
-    from visiontune.infer.exported import ExportedModel
     from visiontune.infer.export import export_model
+    from visiontune.infer.exported import ExportedModel
     from visiontune.models.backbone import create_body
     from visiontune.models.heads import ConcatPool, create_head
 
@@ -248,11 +249,11 @@ def main(argv=None) -> int:
         if cfg.tiny:
             cfg.data = C.make_tiny_dataset(cfg.data.resolve(), work / "data", per_class=8, splits=("train", cfg.valid))
         import timm
+        from torch import nn
 
         import visiontune as vt
         from visiontune.models.backbone import create_body
         from visiontune.models.heads import ConcatPool
-        from torch import nn
 
         facts = C.machine_facts()
         ceiling = C.machine_ceiling(tiny=cfg.tiny)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from visiontune.features import engine as E
+from visiontune.features import engines_exported, factory
 from visiontune.features.engine import (
     ENGINE_KINDS,
     available_engines,
@@ -186,8 +187,8 @@ def test_env_var_chooses_the_engine(monkeypatch):
 def test_compile_only_chosen_for_long_runs(monkeypatch):
     monkeypatch.delenv(E.ENV_VAR, raising=False)
     cpu = torch.device("cpu")
-    assert "torch-compile" not in E._auto_order(cpu, n_images=100)
-    assert "torch-compile" in E._auto_order(cpu, n_images=E.COMPILE_MIN_IMAGES)
+    assert "torch-compile" not in factory._auto_order(cpu, n_images=100)
+    assert "torch-compile" in factory._auto_order(cpu, n_images=E.COMPILE_MIN_IMAGES)
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
@@ -195,7 +196,7 @@ def test_failed_export_falls_back_with_one_warning(monkeypatch):
     def broken(module, shape):
         raise RuntimeError("unsupported operator\nlong traceback text")
 
-    monkeypatch.setattr(E, "_export_onnx", broken)
+    monkeypatch.setattr(engines_exported, "export_onnx", broken)
     net = tiny()
     with pytest.warns(RuntimeWarning, match="onnxruntime") as record:
         engine = create_engine(net, "onnxruntime", example_input_shape=(1, 3, 16, 16))
@@ -250,13 +251,13 @@ def test_engines_leave_the_module_alone_and_follow_its_weights(kind):
 def export_calls(monkeypatch) -> list:
     """The input shapes of every ONNX export from here on (the exporter still runs)."""
     calls = []
-    real = E._export_onnx
+    real = engines_exported.export_onnx
 
     def counting(module, shape):
         calls.append(shape)
         return real(module, shape)
 
-    monkeypatch.setattr(E, "_export_onnx", counting)
+    monkeypatch.setattr(engines_exported, "export_onnx", counting)
     return calls
 
 
@@ -338,10 +339,10 @@ def test_exports_are_kept_on_disk_for_the_next_process(monkeypatch, tmp_path, ex
     torch.testing.assert_close(fixed(x), net(x).detach(), atol=1e-5, rtol=1e-4)
     assert len(calls) == 3 and len(list((tmp_path / "engines").glob("*.onnx"))) == 1
 
-    for i in range(E.EXPORT_CACHE_KEEP + 2):  # the folder keeps the most recently used exports only
+    for i in range(engines_exported.EXPORT_CACHE_KEEP + 2):  # the folder keeps the most recently used exports only
         E.clear_engine_cache()
         create_engine(tiny(), "onnxruntime", example_input_shape=(1, 3, 16, 16), cache_id=f"other:{i}")
-    assert len(list((tmp_path / "engines").glob("*.onnx"))) == E.EXPORT_CACHE_KEEP
+    assert len(list((tmp_path / "engines").glob("*.onnx"))) == engines_exported.EXPORT_CACHE_KEEP
 
 
 # ----------------------------------------------------------------------------- run_engine / measure_engines

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from visiontune.features import engine as engine_mod
+from visiontune.features import factory as engine_mod
 from visiontune.infer.export import export_model
 from visiontune.infer.exported import ExportedModel
 

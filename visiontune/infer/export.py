@@ -31,15 +31,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from visiontune.models.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from visiontune.utils.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 KINDS = ("single", "multi", "reg")
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
-ONNX_OPSET = 18
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct")
 
 
@@ -73,29 +71,6 @@ def _check_args(preprocessing: dict, classes, kind: str, fmt: str) -> None:
         raise ValueError(f"preprocessing is missing {', '.join(missing)} (needs {', '.join(PREPROCESSING_KEYS)})")
     if not classes:
         raise ValueError("classes must name at least one output")
-
-
-def _export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
-    """ONNX bytes via the TorchScript-based exporter (``dynamo=False``).
-
-    The legacy exporter is used on purpose: it needs no extra packages, handles timm backbones and
-    writes one self-contained file (the dynamo exporter may split weights into ``.data`` files).
-    """
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation notices of the TorchScript exporter
-        torch.onnx.export(
-            model,
-            (example,),
-            buf,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=ONNX_OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    return buf.getvalue()
 
 
 def _onnx_installed() -> bool:
@@ -149,7 +124,7 @@ def export_model(
     example = torch.zeros(2, 3, size, size, dtype=torch.float32)
 
     if fmt == "onnx":
-        data = _export_onnx(net, example)
+        data = export_onnx(net, tuple(example.shape), input_name=INPUT_NAME, output_name=OUTPUT_NAME)
     else:
         data = _export_torchscript(net, example)
 
