@@ -20,7 +20,8 @@ import torch.distributed as dist
 from visiontune import ConvLearner, ImageClassifierData, accuracy, efficientnet_lite0, tfms_from_model, transforms_side_on
 from visiontune.train import distributed
 from visiontune.train.checkpoint import load_checkpoint
-from visiontune.train.learner import set_seed, state_digest
+from visiontune.models.digest import weights_digest as state_digest
+from visiontune.train.learner import set_seed
 
 
 def gather_all(obj):

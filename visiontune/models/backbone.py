@@ -14,7 +14,6 @@ Weights resolve in this order:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 from pathlib import Path
 
@@ -42,21 +41,9 @@ class Body(nn.Module):
         self.num_features = int(model.num_features)
         self.preprocessing: Preprocessing = arch.preprocessing
         self.weights_source = weights_source
-        self._weights_id: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
-
-    @property
-    def weights_id(self) -> str:
-        """A short digest of the weights as loaded (used to key activation caches)."""
-        if self._weights_id is None:
-            h = hashlib.sha256(self.arch.timm_name.encode())
-            for name, t in self.model.state_dict().items():
-                h.update(name.encode())
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
-            self._weights_id = h.hexdigest()[:16]
-        return self._weights_id
 
     def _split_name(self) -> str:
         if self.arch.late_group_starts:

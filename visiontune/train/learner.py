@@ -43,6 +43,7 @@ from torch import nn
 
 from ..features.cache import ActivationCache, fingerprint_files
 from ..models.backbone import Body, create_body
+from ..models.digest import weights_digest as state_digest
 from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
 from ..utils.atomic import atomic_write
@@ -74,14 +75,6 @@ def loss_for(kind: str) -> Callable:
 READ_AHEAD_BYTES = 256 * 2**20  # decoded batches kept while the first engine builds
 LR_FIND_MIN_ITERS = 100  # lr_find's default sweep on precomputed activations, when an epoch is shorter
 LR_FIND_WARMUP = 10  # lr_find tracks its best loss (for the 4x stop) only after this many iterations
-
-
-def state_digest(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def start_at_target_mean(head: nn.Module, targets) -> None:
