@@ -114,13 +114,13 @@ def system_root(real: Path) -> str | None:
     """Why ``real`` is no place for a run's files (the filesystem root, a top-level folder, the home folder)."""
     if real == Path(real.anchor):
         return "the filesystem root"
-    if real.parent == Path(real.anchor):
-        return f"a top-level system folder ({real})"
     home = Path.home().resolve()
     if real == home:
         return "your home folder itself"
     if real == home.parent:
         return "the folder of home folders"
+    if real.parent == Path(real.anchor):
+        return f"a top-level system folder ({real})"
     return None
 
 

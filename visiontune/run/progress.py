@@ -162,8 +162,8 @@ class Progress:
             raise bad("current", f"is {current!r}, not a step")
         weights_file = d.get("weights_file")
         if weights_file is not None and (not isinstance(weights_file, str) or not WEIGHTS_FILE.fullmatch(weights_file)):
-            raise bad("weights_file", f"is {weights_file!r}, not a file this run writes "
-                                      "(weights_after_<step>.safetensors in the run folder)")
+            raise bad("weights_file", f"{weights_file!r} is not a file this run writes "
+                                      "(only weights_after_<step>.safetensors in the run folder)")
         elapsed = typed("elapsed", (int, float), 0.0)
         if not math.isfinite(elapsed) or elapsed < 0:
             raise bad("elapsed", f"is {elapsed}")

@@ -327,6 +327,8 @@ def preprocessing_dict(data, kind: str) -> dict:
 
 
 def write_data_summary(data, folder: RunFolder, max_sizes: int = 2000) -> None:
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     from ..data.imageio import ImageLoadError, image_header
 
     ds = data.trn_ds
@@ -352,6 +354,8 @@ def write_data_summary(data, folder: RunFolder, max_sizes: int = 2000) -> None:
 
 def write_aug_previews(data, folder: RunFolder, n_images: int = 2, n_aug: int = 4) -> None:
     """A grid: ``n_images`` validation images, each shown ``n_aug`` times with the training transforms."""
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     from ..report.plots import plots
 
     ds = data.aug_dl.dataset
@@ -454,6 +458,8 @@ def _load_weights_from_rank0(learner, path: Path) -> None:
 
 
 def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     if not rows:
         return
     keys = list(rows[0].keys())
@@ -585,7 +591,7 @@ def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: f
     clock = _Clock(config.budget if config is not None and resume is None else None, spent_before)
     distributed.init_distributed()  # under torchrun (WORLD_SIZE > 1) every rank runs the recipe
     folder = _rank0_reads(_choose_folder, config, resume)
-    _rank0_reads(folder.open)  # the lock (rank 0): a second run into the folder stops here
+    _rank0_reads(_open, folder)  # the lock (rank 0): a second run into the folder stops here
     try:
         if resume is not None:
             cfg, progress = _rank0_reads(_read_resumed, folder, config)
@@ -617,6 +623,10 @@ def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: f
         if not started[0] and resume is None:
             folder.abandon()  # nothing of a false start stays (a folder that existed before stays as it was)
         folder.close()
+
+
+def _open(folder: RunFolder) -> None:
+    folder.open()
 
 
 def _mark_status(folder: RunFolder, status: str, elapsed: float) -> None:
@@ -1023,6 +1033,8 @@ def _write_report(folder: RunFolder, st: Progress, lap) -> Path:
 
 def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None) -> None:
     """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred."""
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     names = output_names(data)
     fnames = list(getattr(data.val_ds, "fnames", [str(i) for i in range(len(y))]))
     buf = io.StringIO()
