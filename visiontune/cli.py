@@ -403,7 +403,30 @@ def _one_line(e: BaseException) -> str:
     return first
 
 
+def _end_process(rc: int) -> None:
+    """End a ``train`` / ``demo`` process as soon as its work is done: Python's exit handlers run (worker
+    pools, temporary files), the interpreter's own teardown of torch and the engines (1-3 s on 2 cores,
+    after the final wall time was printed) is skipped, so that time matches ``time visiontune train``."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(rc)
+
+
 def main(argv=None) -> int:
+    if argv is None and sys.argv[1:2] in (["train"], ["demo"]):  # the command line itself, not a call from Python
+        _end_process(_main(argv))
+    return _main(argv)
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
