@@ -140,7 +140,8 @@ def read_run(run_dir: Path) -> dict:
             progress = {}
         final = progress.get("final") or {}
         out["kept_phase"] = (progress.get("best") or {}).get("phase")
-        out["skipped_steps"] = [str(x) for x in progress.get("skipped") or []]
+        out["skipped_steps"] = [f"{x.get('step')}: {x.get('reason')}" if isinstance(x, dict) else str(x)
+                                for x in progress.get("skipped") or []]
         for src, dst in (("accuracy", "accuracy"), ("tta_accuracy", "tta_accuracy"), ("val_loss", "log_loss"),
                          ("tta_views", "tta_views"), ("seconds", "recipe_seconds")):
             if final.get(src) is not None:

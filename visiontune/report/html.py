@@ -147,6 +147,7 @@ class _Run:
         self.kind = self._kind()
         self.metrics = self._metrics()
         self.lr_find = _read_json(run_dir / "lr_find.json")
+        self.progress = _read_json(run_dir / "progress.json")
         self.schedule = _read_json(run_dir / "schedule.json")
         self.data_summary = _read_json(run_dir / "data_summary.json")
         self.val_predictions = _read_csv(run_dir / "val_predictions.csv")
@@ -194,7 +195,27 @@ def _sec_config(run: _Run) -> str:
     return "".join(parts)
 
 
+def timing_table(progress: dict) -> str:
+    """Every lap of ``progress.json`` (start-up, data and model, each step, TTA, export, report) in words,
+    with the epochs of each fit, and their total: the whole run, start-up included."""
+    from ..run.progress import in_words
+
+    laps = {str(k): _num(v) for k, v in (progress.get("timings") or {}).items()}
+    step_phase = {"head_precompute": "head_precompute", "head_aug": "head_aug", "sgdr_unfrozen": "unfrozen"}
+    rows_by_phase: dict[str, int] = {}
+    for r in progress.get("rows") or []:
+        if isinstance(r, dict):
+            rows_by_phase[str(r.get("phase"))] = rows_by_phase.get(str(r.get("phase")), 0) + 1
+    skipped = {str(s.get("step")) for s in progress.get("skipped") or [] if isinstance(s, dict)}
+    rows = [[in_words(k) + (" (skipped)" if k in skipped else ""), rows_by_phase.get(step_phase.get(k, ""), ""), v]
+            for k, v in laps.items()]
+    rows.append(["total (the whole run)", sum(rows_by_phase.values()), float(np.nansum(list(laps.values())))])
+    return _table(["lap", "epochs", "seconds"], rows, num_cols={1, 2})
+
+
 def _sec_timing(run: _Run) -> str:
+    if isinstance(run.progress, dict) and isinstance(run.progress.get("timings"), dict) and run.progress["timings"]:
+        return timing_table(run.progress)
     if not run.metrics or not any("seconds" in r for r in run.metrics):
         return _na("metrics with per-epoch seconds are missing")
     per_phase: dict[str, list[float]] = {}

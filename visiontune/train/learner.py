@@ -528,7 +528,7 @@ class ConvLearner:
                 good_state = copy.deepcopy(watched.state_dict())
                 logs_all.append(logs)
                 self.history.append(logs)
-                self._print_epoch(epoch, trn_loss, vals)
+                self._print_epoch(epoch, trn_loss, vals, logs["seconds"], header=epoch == first_epoch)
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]) or stopped:
                     stop = True
                 # rank 0's decision for all: a clock-based callback (TimeBudget) may answer differently per rank
@@ -556,9 +556,15 @@ class ConvLearner:
 
         return tqdm(total=total, desc=desc, leave=False, disable=None)
 
-    def _print_epoch(self, epoch: int, trn_loss: float, vals: list[float]) -> None:
+    def _print_epoch(self, epoch: int, trn_loss: float, vals: list[float], seconds: float, header: bool) -> None:
+        """The lesson's row ``[ epoch trn_loss val_loss metrics... ]`` with the epoch's time; a header with
+        the column names above a fit's first row."""
         if self.verbose:
-            cells = [f"{epoch:<6d}", f"{trn_loss:9.5f}"] + [f"{v:9.5f}" for v in vals]
+            if header:
+                names = ["epoch", "trn_loss", "val_loss"] + [metric_name(m) for m in self.metrics]
+                cells = [f"{names[0]:<6}"] + [f"{n:>9}" for n in names[1:]] + [f"{'time':>7}"]
+                print("  " + "  ".join(cells), flush=True)
+            cells = [f"{epoch:<6d}", f"{trn_loss:9.5f}"] + [f"{v:9.5f}" for v in vals] + [f"{seconds:6.1f}s"]
             print("[ " + "  ".join(cells) + " ]", flush=True)
 
     # ---------------------------------------------------------------- evaluation / prediction

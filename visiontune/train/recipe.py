@@ -59,9 +59,7 @@ import functools
 import io
 import json
 import math
-import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +69,12 @@ import torch
 
 from ..data import ImageClassifierData, get_cv_idxs
 from ..data.sources import read_label_csv
+
+# the run folder's reader and writer: run/ sits above train/ in the layers (docs/design.md); this module
+# moves into run/ as run/recipe.py in a later step of issue 14, which ends this upward import
+from ..run.folder import RUN_FILES, RunFolder, confine_to
+from ..run.progress import STEPS, Progress, in_words
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
-from ..utils.atomic import atomic_write, atomic_write_json, atomic_write_text
 from ..utils.errors import first_line
 from . import distributed
 from .callbacks import Callback, EarlyStopping, TimeBudget
@@ -82,11 +84,8 @@ HEAD_LR_RANGE_REG = (1e-6, 1e-1)
 DEFAULT_UNFROZEN_BUDGET = 30.0
 MIN_UNFROZEN_S = 2.0  # with less budget left, the unfrozen phase is skipped without measuring its cost
 EXPORT_RESERVE_S = 4.0  # export + report (measured ~2 s on 2 CPU cores), kept free when a total budget is given
-STEPS = ("precompute", "lr_find_head", "head_precompute", "head_aug", "unfreeze", "differential_lrs",
-         "lr_find_unfrozen", "sgdr_unfrozen")
-RUN_FILES = ("config.json", "classes.json", "preprocessing.json", "metrics.csv", "metrics.json", "lr_find.json",
-             "schedule.json", "best.safetensors", "checkpoint.pt", "val_predictions.csv", "data_summary.json",
-             "aug_previews.png", "model.onnx", "model.json", "report.html")
+__all__ = ["RUN_FILES", "STEPS", "RunResult", "TrainConfig", "TrainingInterrupted", "export_run", "load_run_model",
+           "train_run"]
 
 
 class TrainingInterrupted(Exception):
@@ -134,7 +133,9 @@ class TrainConfig:
     export_format: str = "onnx"
     cache_dir: str | None = None
     num_workers: int | None = None
-    verbose: bool = True
+    verbose: bool = True  # False: --quiet
+    console: str = "normal"  # "normal" or "verbose" (--verbose: tracebacks); config.json records the mode used
+    overwrite: bool = False  # --out may hold an earlier run, whose files are replaced (others stay)
 
     def validate(self) -> None:
         """Conflicting or impossible options are refused before any work starts."""
@@ -169,6 +170,12 @@ class TrainConfig:
         for name in ("precompute_aug", "head_epochs", "aug_epochs", "tta", "max_cycles", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("folder", "val_name", "test_name"):  # folders of the data: never outside it
+            value = getattr(self, name)
+            if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+                raise ValueError(f"{name} must be a folder inside the data folder, got {value!r}")
+        if self.console not in ("normal", "verbose"):
+            raise ValueError(f"console must be 'normal' or 'verbose', got {self.console!r}")
         if self.head_epochs == 0 and self.aug_epochs == 0:
             raise ValueError("head_epochs and aug_epochs are both 0 (--head-epochs, --aug-epochs): the new head "
                              "would never be trained; give one of them at least 1 epoch")
@@ -197,6 +204,7 @@ class RunResult:
     model_path: Path | None
     report_path: Path | None
     history: list[dict] = field(default_factory=list)
+    session_seconds: float | None = None  # this call's wall time, when it resumed a run (seconds: the whole run)
 
     def summary(self) -> str:
         parts = [f"run {self.run_dir}"]
@@ -206,7 +214,10 @@ class RunResult:
             parts.append(f"TTA accuracy {self.tta_accuracy:.4f}")
         if self.val_loss is not None:
             parts.append(f"val_loss {self.val_loss:.4f}")
-        parts.append(f"{self.seconds:.1f} s")
+        if self.session_seconds is not None:
+            parts.append(f"wall time {self.session_seconds:.1f} s ({self.seconds:.1f} s for the whole run)")
+        else:
+            parts.append(f"wall time {self.seconds:.1f} s")
         return ", ".join(parts)
 
 
@@ -244,10 +255,6 @@ def _rank0_reads(fn, *args):
     if error is not None:
         raise error
     return result
-
-
-_write_json = _rank0_writes(atomic_write_json)
-_remove = _rank0_writes(lambda path: Path(path).unlink(missing_ok=True))
 
 
 def _seed_all(seed: int) -> None:
@@ -319,8 +326,9 @@ def preprocessing_dict(data, kind: str) -> dict:
             "crop_pct": float(t.crop_pct), "classes": output_names(data), "kind": kind}
 
 
-@_rank0_writes
-def write_data_summary(data, path: Path, max_sizes: int = 2000) -> None:
+def write_data_summary(data, folder: RunFolder, max_sizes: int = 2000) -> None:
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     from ..data.imageio import ImageLoadError, image_header
 
     ds = data.trn_ds
@@ -339,14 +347,15 @@ def write_data_summary(data, path: Path, max_sizes: int = 2000) -> None:
             sizes.append([h["width"], h["height"]])
         except ImageLoadError:
             continue
-    atomic_write_json(path, {"class_counts": counts, "sizes": sizes, "n_train": len(data.trn_ds),
-                             "n_valid": len(data.val_ds), "n_test": len(data.test_ds) if data.test_ds else 0,
-                             "skipped": [list(s) for s in data.skipped]})
+    folder.write_json("data_summary.json", {
+        "class_counts": counts, "sizes": sizes, "n_train": len(data.trn_ds), "n_valid": len(data.val_ds),
+        "n_test": len(data.test_ds) if data.test_ds else 0, "skipped": [list(s) for s in data.skipped]})
 
 
-@_rank0_writes
-def write_aug_previews(data, path: Path, n_images: int = 2, n_aug: int = 4) -> None:
+def write_aug_previews(data, folder: RunFolder, n_images: int = 2, n_aug: int = 4) -> None:
     """A grid: ``n_images`` validation images, each shown ``n_aug`` times with the training transforms."""
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     from ..report.plots import plots
 
     ds = data.aug_dl.dataset
@@ -365,8 +374,7 @@ def write_aug_previews(data, path: Path, n_images: int = 2, n_aug: int = 4) -> N
     fig = plots(ims, rows=max(1, min(n_images, len(ds))), titles=titles, figsize=(3 * n_aug, 3 * n_images))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
-    with atomic_write(path, "wb") as f:
-        f.write(buf.getvalue())
+    folder.write_bytes("aug_previews.png", buf.getvalue())
 
 
 class _Clock:
@@ -381,35 +389,19 @@ class _Clock:
         return math.inf if self.budget is None else self.budget - self.elapsed()
 
 
-class _Progress:
-    """``progress.json``: finished steps, the choices made, the best-so-far; written after every change."""
-
-    def __init__(self, path: Path, state: dict | None = None):
-        self.path = path
-        self.state = state or {"status": "running", "completed": [], "choices": {}, "skipped": [], "rows": [],
-                               "lr_find": [], "schedule": {}, "best": {}, "elapsed": 0.0}
-
-    def done(self, step: str) -> bool:
-        return step in self.state["completed"]
-
-    @_rank0_writes
-    def save(self) -> None:
-        atomic_write_json(self.path, self.state)
-
-
 class MetricsLog(Callback):
     """Appends each epoch (with its phase and a run-wide epoch number) to metrics.csv / metrics.json."""
 
-    def __init__(self, run_dir: Path, progress: _Progress, phase: str, metric_names: list[str]):
-        self.run_dir, self.progress, self.phase, self.metric_names = run_dir, progress, phase, metric_names
+    def __init__(self, folder: RunFolder, progress: Progress, phase: str, metric_names: list[str]):
+        self.folder, self.progress, self.phase, self.metric_names = folder, progress, phase, metric_names
         self.rows: list[dict] = []  # this phase's rows (restored on resume)
 
     def on_epoch_end(self, learner, epoch, logs):
-        row = {"phase": self.phase, "epoch": len(self.progress.state["rows"]) + len(self.rows), "lr": logs["lr"],
+        row = {"phase": self.phase, "epoch": len(self.progress.rows) + len(self.rows), "lr": logs["lr"],
                "trn_loss": logs["trn_loss"], "val_loss": logs["val_loss"],
                **{m: logs.get(m) for m in self.metric_names}, "seconds": logs["seconds"]}
         self.rows.append(row)
-        write_metrics(self.run_dir, self.progress.state["rows"] + self.rows)
+        write_metrics(self.folder, self.progress.rows + self.rows)
         return False
 
     def state_dict(self):
@@ -422,16 +414,16 @@ class MetricsLog(Callback):
 class SaveBest(Callback):
     """Keep the weights with the lowest validation loss of the whole run in ``best.safetensors``."""
 
-    def __init__(self, path: Path, progress: _Progress, phase: str):
-        self.path, self.progress, self.phase = path, progress, phase
-        best = progress.state.get("best") or {}
+    def __init__(self, folder: RunFolder, progress: Progress, phase: str):
+        self.folder, self.progress, self.phase = folder, progress, phase
+        best = progress.best or {}
         self.best, self.best_phase, self.best_epoch = best.get("val_loss"), best.get("phase"), best.get("epoch")
 
     def on_epoch_end(self, learner, epoch, logs):
         v = logs.get("val_loss")
         if v is not None and math.isfinite(v) and (self.best is None or v < self.best):
             self.best, self.best_phase, self.best_epoch = float(v), self.phase, int(epoch)
-            save_weights(learner, self.path)
+            save_weights(learner, self.folder, "best.safetensors")
         return False
 
     def state_dict(self):
@@ -441,16 +433,15 @@ class SaveBest(Callback):
         self.best, self.best_phase, self.best_epoch = state.get("val_loss"), state.get("phase"), state.get("epoch")
 
     def commit(self) -> None:
-        self.progress.state["best"] = self.state_dict()
+        self.progress.best = self.state_dict()
 
 
-@_rank0_writes
-def save_weights(learner, path: Path) -> None:
+def save_weights(learner, folder: RunFolder, name: str) -> None:
     from safetensors.torch import save
 
-    state = {k: v.detach().cpu().contiguous() for k, v in learner.model.state_dict().items()}
-    with atomic_write(path, "wb") as f:
-        f.write(save(state, metadata={"arch": learner.arch.name}))
+    if distributed.is_main_process():
+        state = {k: v.detach().cpu().contiguous() for k, v in learner.model.state_dict().items()}
+        folder.write_bytes(name, save(state, metadata={"arch": learner.arch.name}))
 
 
 def load_weights(learner, path: Path) -> None:
@@ -466,8 +457,9 @@ def _load_weights_from_rank0(learner, path: Path) -> None:
     distributed.broadcast_module_state(learner.model)
 
 
-@_rank0_writes
-def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     if not rows:
         return
     keys = list(rows[0].keys())
@@ -476,8 +468,8 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
-    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-    atomic_write_json(run_dir / "metrics.json", rows)
+    folder.write_text("metrics.csv", buf.getvalue())
+    folder.write_json("metrics.json", rows)
 
 
 def _measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
@@ -527,125 +519,161 @@ def _sgdr_cycles(n_epochs_fit: int, max_cycles: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- the run
-def _resolve_config(config: TrainConfig | None, resume) -> tuple[TrainConfig, Path, dict | None]:
-    if resume is None:
-        if config is None:
-            raise ValueError("train_run needs a TrainConfig or resume=RUN")
-        config.validate()
-        run_dir = Path(config.out) if config.out else default_run_dir(config.data)
-        _refuse_run_dir_among_images(run_dir, config)
-        if (run_dir / "progress.json").exists():
-            raise ValueError(f"run folder {run_dir} already holds a run; use --resume {run_dir} to continue it, "
-                             "or another --out")
-        return config, run_dir, None
-    run_dir = Path(resume)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "progress.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a resumable run folder (config.json / progress.json missing)")
-    saved = _read_run_json(run_dir / "config.json")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+def _image_dirs(cfg: TrainConfig) -> list[Path]:
+    """Folders whose files are read as data: a run folder inside one would become a class (or test images).
+    A CSV layout reads only the ids it lists, but still lists its test folder."""
+    root = Path(cfg.data).resolve()
+    listed = (cfg.test_name,) if cfg.csv else ("train", cfg.val_name, "valid", "val", cfg.test_name)
+    return [root / n for n in dict.fromkeys(n for n in listed if n and n != ".")]
+
+
+def _choose_folder(config: TrainConfig | None, resume) -> RunFolder:
+    """The run folder, checked (nothing written yet): a new run's --out, or the run to resume."""
+    if resume is not None:
+        return RunFolder.for_resume(resume)
+    if config is None:
+        raise ValueError("train_run needs a TrainConfig or resume=RUN")
+    config.validate()
+    run_dir = Path(config.out) if config.out else default_run_dir(config.data)
+    return RunFolder.for_new_run(run_dir, config.data, overwrite=config.overwrite, image_dirs=_image_dirs(config))
+
+
+def _read_resumed(folder: RunFolder, config: TrainConfig | None) -> tuple[TrainConfig, Progress]:
+    """The resumed run's config and progress, read under its lock; every path in them confined."""
+    saved = folder.read_json("config.json")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    # a value a run records as null where it was not used (val_name of a CSV layout) takes the default
+    kept = {k: v for k, v in saved.items() if k in fields and not (v is None and fields[k].default is not None
+                                                                     and k != "data")}
+    kept.pop("verbose", None)  # config.json records the console mode; the caller's mode applies
     try:
-        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+        cfg = TrainConfig(**kept)
         cfg.validate()
     except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot resume from {run_dir / 'config.json'}: {first_line(e)} (damaged or edited?); "
+        raise ValueError(f"cannot resume from {folder.file('config.json')}: {first_line(e)} (damaged or edited?); "
                          "start a new run") from None
+    where = str(folder.file("config.json"))
+    data = confine_to(cfg.data, [Path(cfg.data)], "data", where) if cfg.data else None
+    if cfg.test_name is not None:
+        confine_to(cfg.test_name, [data], "test_name", where)
+    if cfg.csv:
+        confine_to(cfg.csv, [data, folder.path], "csv", where)
     if config is not None:
-        cfg.verbose = config.verbose
-    progress = _read_run_json(run_dir / "progress.json")
-    return cfg, run_dir, progress
+        cfg.verbose, cfg.console = config.verbose, config.console
+    if config is not None and config.cache_dir:  # the caller's cache (--cache-dir with --resume)
+        cfg.cache_dir = config.cache_dir
+    elif cfg.cache_dir:  # the recorded cache only where a run may write: inside the run or the data folder
+        try:
+            confine_to(cfg.cache_dir, [folder.path, data], "cache_dir", where)
+        except ValueError:
+            _log(cfg, f"note: config.json's cache_dir {cfg.cache_dir} is outside the run and data folders; "
+                      "using the default cache (--cache-dir DIR with --resume to choose one)")
+            cfg.cache_dir = None
+    folder.data = data
+    return cfg, folder.read_progress()
 
 
 def _short_list(names: list, n: int = 6) -> str:
     return "[" + ", ".join(map(str, names[:n])) + (f", ... ({len(names)} in all)" if len(names) > n else "") + "]"
 
 
-def _refuse_run_dir_among_images(run_dir: Path, cfg: TrainConfig) -> None:
-    """A run folder inside a folder whose files are listed as data would become a class (or test images).
-    A CSV layout reads only the ids it lists, but still lists its test folder."""
-    root = Path(cfg.data).resolve()
-    real = run_dir.resolve()
-    listed = (cfg.test_name,) if cfg.csv else ("train", cfg.val_name, "valid", "val", cfg.test_name)
-    for name in dict.fromkeys(n for n in listed if n and n != "."):
-        images = root / name
-        if images.is_dir() and (real == images or images in real.parents):
-            raise ValueError(f"--out {run_dir} is inside the image folder {images}: the run's files would be read "
-                             "as data. Put the run elsewhere (the default is runs/<data name>)")
-
-
-def _read_run_json(path: Path, expect: type = dict):
-    """A JSON object (or list) from the run folder, or a ValueError that names the file."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read {path}: {first_line(e)} (damaged?); start a new run") from None
-    if not isinstance(value, expect):
-        raise ValueError(f"cannot read {path}: expected a JSON {expect.__name__}, found {type(value).__name__} "
-                         "(damaged?); start a new run")
-    return value
-
-
 def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: float = 0.0) -> RunResult:
     """Run the whole recipe (see the module docstring) and write the run folder; return the result.
 
-    ``resume``: a run folder written by an earlier, interrupted ``train_run``: it continues there.
-    ``spent_before``: seconds already used before this call that count against ``budget`` (the CLI
-    passes its process's start-up: Python, imports). Ctrl-C raises :class:`TrainingInterrupted` once
-    the state is saved.
+    ``resume``: a run folder written by an earlier, interrupted ``train_run``: it continues there
+    (``config`` may then carry the console mode and a ``cache_dir``). ``spent_before``: seconds this
+    process spent before the call (the CLI passes its start-up: Python, imports); they count against
+    ``budget`` and are the run's ``startup`` lap. Ctrl-C raises :class:`TrainingInterrupted` once the
+    state is saved. The folder is locked for the run's whole life; a run that fails before training
+    leaves no folder behind (see :class:`~visiontune.run.folder.RunFolder`).
     """
+    spent_before = max(0.0, float(spent_before))
+    clock = _Clock(config.budget if config is not None and resume is None else None, spent_before)
     distributed.init_distributed()  # under torchrun (WORLD_SIZE > 1) every rank runs the recipe
-    cfg, run_dir, prev = _rank0_reads(_resolve_config, config, resume)
-    _rank0_writes(run_dir.mkdir)(parents=True, exist_ok=True)
-    progress = _Progress(run_dir / "progress.json", prev)
-    if prev is not None and prev.get("status") == "done":
-        raise ValueError(f"run {run_dir} already finished; nothing to resume")
-    progress.state["status"] = "running"
-    clock = _Clock(cfg.budget, progress.state.get("elapsed", 0.0) + max(0.0, float(spent_before)))
+    folder = _rank0_reads(_choose_folder, config, resume)
+    _rank0_reads(_open, folder)  # the lock (rank 0): a second run into the folder stops here
     try:
-        return _run(cfg, run_dir, progress, clock, resumed=prev is not None)
-    except KeyboardInterrupt:
-        _mark_status(progress.path, "interrupted", clock.elapsed())
-        raise TrainingInterrupted(run_dir) from None
+        if resume is not None:
+            cfg, progress = _rank0_reads(_read_resumed, folder, config)
+            if progress.status == "done":
+                raise ValueError(f"run {folder.path} already finished; nothing to resume")
+            clock.budget = cfg.budget
+            clock.t0 -= progress.elapsed
+        else:
+            cfg, progress = config, Progress()
+            folder.data = Path(cfg.data).resolve()
     except BaseException:
-        _mark_status(progress.path, "failed", clock.elapsed())
+        folder.close()
         raise
+    progress.status = "running"
+    started = [False]  # training begun: from then on the folder is a resumable run
+    try:
+        return _run(cfg, folder, progress, clock, resumed=resume is not None, spent_before=spent_before,
+                    started=started)
+    except KeyboardInterrupt:
+        if not started[0]:
+            raise
+        _mark_status(folder, "interrupted", clock.elapsed())
+        raise TrainingInterrupted(folder.path) from None
+    except BaseException:
+        if started[0]:
+            _mark_status(folder, "failed", clock.elapsed())
+        raise
+    finally:
+        if not started[0] and resume is None:
+            folder.abandon()  # nothing of a false start stays (a folder that existed before stays as it was)
+        folder.close()
 
 
-@_rank0_writes
-def _mark_status(path: Path, status: str, elapsed: float) -> None:
+def _open(folder: RunFolder) -> None:
+    folder.open()
+
+
+def _mark_status(folder: RunFolder, status: str, elapsed: float) -> None:
     """Set the status in the progress file on disk, which is only ever written at consistent points.
 
     (The in-memory state may be half-updated when Ctrl-C lands, so it is not what gets saved.)
     """
+    if not distributed.is_main_process():
+        return
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(folder.file("progress.json").read_text())
     except (OSError, ValueError):
         return
     state["status"], state["elapsed"] = status, elapsed
-    atomic_write_json(path, state)
+    folder.write_json("progress.json", state)
 
 
-def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, resumed: bool) -> RunResult:
+def _recorded_config(cfg: TrainConfig, data, kind: str, run_dir: Path) -> dict:
+    """config.json: the settings as used (the validation folder found, the console mode), not as given."""
+    from ..data.sources import _resolve_val_name
+
+    d = cfg.to_dict()
+    d.pop("verbose")
+    d["console"] = "quiet" if not cfg.verbose else cfg.console
+    d["val_name"] = None if cfg.csv else _resolve_val_name(Path(cfg.data), cfg.val_name)
+    return {**d, "data": str(Path(cfg.data).resolve()), "kind": kind, "run_dir": str(run_dir)}
+
+
+def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resumed: bool, spent_before: float,
+         started: list) -> RunResult:
     from ..train.learner import ConvLearner
     from ..train.metrics import metric_name
-    from .checkpoint import load_checkpoint
+    from .checkpoint import CheckpointMismatch, load_checkpoint
 
-    st = progress.state
-    say = lambda msg: _log(cfg, msg)  # noqa: E731
-    last_lap = [clock.elapsed()]
+    run_dir = folder.path
+    say = lambda msg: _log(cfg, msg)
+    last_lap = [spent_before + (st.elapsed if resumed else 0.0)]  # the clock when train_run was called
+    last_lap_at_start = last_lap[0] - spent_before  # this session's wall time = clock.elapsed() - this
+    if spent_before > 0:
+        st.add_lap("startup", spent_before)
     say(f"visiontune: {'resuming' if resumed else 'training'} {cfg.data} -> {run_dir}")
 
     # -- data, learner, the run folder's descriptive files ------------------------------------------------
     data = build_data(cfg)
     kind = data_kind(data)
-    if not resumed:
-        _write_json(run_dir / "config.json", {**cfg.to_dict(), "data": str(Path(cfg.data).resolve()),
-                                              "kind": kind, "run_dir": str(run_dir)})
-        _write_json(run_dir / "classes.json", output_names(data))
-        _write_json(run_dir / "preprocessing.json", preprocessing_dict(data, kind))
-        write_data_summary(data, run_dir / "data_summary.json")
-        progress.save()
-    else:
-        before = _read_run_json(run_dir / "classes.json", list)
+    if resumed:
+        before = folder.read_json("classes.json", list) if distributed.is_main_process() else output_names(data)
         if before != output_names(data):
             raise ValueError(f"the data under {cfg.data} changed since run {run_dir} started: classes "
                              f"{_short_list(before)} then, {_short_list(output_names(data))} now. "
@@ -660,38 +688,49 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     learn = ConvLearner.pretrained(cfg.arch, data, ps=cfg.ps, weights=cfg.weights, engine=cfg.engine,
                                    precompute=False, precompute_aug=0, cache_dir=cache_dir,
                                    models_path=run_dir / "models", verbose=cfg.verbose)
+    if not resumed:
+        replaced = folder.clear_earlier_run()  # --overwrite: the earlier run's files, by name
+        if replaced:
+            say(f"--overwrite: removed the earlier run's {len(replaced)} file(s) in {run_dir}")
+        folder.write_json("config.json", _recorded_config(cfg, data, kind, run_dir))
+        folder.write_json("classes.json", output_names(data))
+        folder.write_json("preprocessing.json", preprocessing_dict(data, kind))
+        write_data_summary(data, folder)
+        folder.save_progress(st)
+    started[0] = True
     metric_names = [metric_name(m) for m in learn.metrics]
-    best_path = run_dir / "best.safetensors"
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resumed and st.get("weights_file"):
-        _load_weights_from_rank0(learn, run_dir / st["weights_file"])
+    ckpt_path = folder.file("checkpoint.pt")
+    if resumed and st.weights_file:
+        _load_weights_from_rank0(learn, _rank0_reads(folder.weights, st.weights_file))
 
     def lap(name: str) -> None:
         """Seconds since the previous lap, under ``timings`` in progress.json: where the run's time went."""
         now = clock.elapsed()
-        timings = st.setdefault("timings", {})
-        timings[name] = round(timings.get(name, 0.0) + now - last_lap[0], 3)
+        st.add_lap(name, now - last_lap[0])
         last_lap[0] = now
 
     def finish(step: str, save_model: bool = True) -> None:
-        """Record a finished step (and the weights after it); the only place progress.json changes."""
-        old = st.get("weights_file")
+        """Record a finished step (and the weights after it); the only place a step is marked done."""
+        old = st.weights_file
         if save_model:
             name = f"weights_after_{step}.safetensors"
-            save_weights(learn, run_dir / name)
-            st["weights_file"] = name
-        st["completed"].append(step)
-        st["current"] = None
-        st["elapsed"] = clock.elapsed()
+            save_weights(learn, folder, name)
+            st.weights_file = name
+        st.complete(step)
+        st.elapsed = clock.elapsed()
         lap(step)
-        progress.save()
-        if save_model and old and old != st["weights_file"]:
-            _remove(run_dir / old)
+        folder.save_progress(st)
+        if save_model and old and old != st.weights_file:
+            folder.remove(old)
 
-    def skip(step: str, why: str) -> None:
-        st["skipped"].append(f"{step}: {why}")
-        say(f"skipped {step}: {why}")
-        finish(step, save_model=False)
+    def skip(step: str, why: str, quiet: bool = False) -> None:
+        """Record a step that is not run, with the reason (``--resume`` treats it as done)."""
+        st.skip(step, why)
+        if not quiet:
+            say(f"skipped: {in_words(step)} ({why})")
+        st.elapsed = clock.elapsed()
+        lap(step)
+        folder.save_progress(st)
 
     def header(n: int, text: str) -> None:
         say(f"\n== step {n}/8: {text}")
@@ -699,56 +738,63 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     def run_fit(step: str, phase: str, lrs, n_cycle: int, **kw) -> None:
         """One fit, resumable from checkpoint.pt, logging metrics and keeping the best weights."""
         def read_checkpoint():
-            if st.get("current") == step and ckpt_path.is_file():
+            if st.current == step and ckpt_path.is_file():
                 try:
                     state = load_checkpoint(ckpt_path)
                 except ValueError as e:  # damaged (or not ours): set aside, and redo this step from its start
-                    aside = ckpt_path.with_name(ckpt_path.name + ".damaged")
-                    os.replace(ckpt_path, aside)
-                    if distributed.is_main_process():  # a warning, shown with --quiet too
-                        print(f"visiontune: warning: {e}; moved it to {aside.name} and redoing step {step} "
-                              "from its start", file=sys.stderr, flush=True)
+                    folder.set_aside("checkpoint.pt", str(e), f"redoing step {step} from its start")
                     return None
                 return None if state.get("finished") else state  # finished: a fit of an earlier step
             ckpt_path.unlink(missing_ok=True)
             return None
 
         resume_state = _rank0_reads(read_checkpoint)  # rank 0's checkpoint, on every rank
-        if resume_state is not None:
-            say(f"resuming {phase} after epoch {resume_state['epoch']}")
-        st["current"] = step
-        progress.save()
-        metrics_cb = MetricsLog(run_dir, progress, phase, metric_names)
-        best_cb = SaveBest(best_path, progress, phase)
-        callbacks = [metrics_cb, best_cb, *kw.pop("callbacks", [])]
-        learn.fit(lrs, n_cycle, callbacks=callbacks, seed=cfg.seed + STEPS.index(step), checkpoint=ckpt_path,
-                  resume=resume_state, **kw)
-        st["rows"] += metrics_cb.rows
+        st.current = step
+        folder.save_progress(st)
+        extra_callbacks = kw.pop("callbacks", [])
+        for attempt in (0, 1):
+            if resume_state is not None:
+                say(f"resuming {in_words(phase)} after epoch {resume_state['epoch']}")
+            metrics_cb = MetricsLog(folder, st, phase, metric_names)
+            best_cb = SaveBest(folder, st, phase)
+            callbacks = [metrics_cb, best_cb, *extra_callbacks]
+            try:
+                learn.fit(lrs, n_cycle, callbacks=callbacks, seed=cfg.seed + STEPS.index(step), checkpoint=ckpt_path,
+                          resume=resume_state, **kw)
+                break
+            except CheckpointMismatch as e:  # loads, but does not fit: nothing was restored; start the step over
+                if resume_state is None or attempt:
+                    raise
+                if distributed.is_main_process():
+                    folder.set_aside("checkpoint.pt", f"{ckpt_path} does not fit this run: {e}",
+                                     f"redoing step {step} from its start")
+                resume_state = None
+        st.rows += metrics_cb.rows
         sched = learn.sched
         group_scale = [float(v) / float(np.atleast_1d(lrs)[-1]) for v in np.atleast_1d(lrs)]
-        st["schedule"][phase] = ([[lr * g for g in group_scale] for lr in sched.lrs] if len(group_scale) > 1
-                                 else list(sched.lrs))
-        _write_json(run_dir / "schedule.json", st["schedule"])
+        st.schedule[phase] = ([[lr * g for g in group_scale] for lr in sched.lrs] if len(group_scale) > 1
+                              else list(sched.lrs))
+        folder.write_json("schedule.json", st.schedule)
         best_cb.commit()
         finish(step)
 
     def lr_find_record(phase: str, sched, chosen: float, rule: str) -> None:
-        st["lr_find"].append({"phase": phase, "lrs": list(sched.lrs), "losses": list(sched.losses),
-                              "suggestion": sched.suggestion, "chosen_lr": chosen, "rule": rule})
-        _write_json(run_dir / "lr_find.json", st["lr_find"])
+        st.lr_find.append({"phase": phase, "lrs": list(sched.lrs), "losses": list(sched.losses),
+                           "suggestion": sched.suggestion, "chosen_lr": chosen, "rule": rule})
+        folder.write_json("lr_find.json", st.lr_find)
 
     # -- 1. augmentation on, precompute on ---------------------------------------------------------------
     lap("setup")
     header(1, "augmentation on, precompute activations")
-    t0 = time.perf_counter()
+    t0 = t_step = time.perf_counter()
     learn.activations("train")
     t_train_pass = time.perf_counter() - t0
     learn.activations("valid")
     if data.test_ds is not None:
         learn.activations("test")
     k = cfg.resolved_precompute_aug()
-    if "precompute_aug" in st["choices"]:
-        k = st["choices"]["precompute_aug"]
+    if "precompute_aug" in st.choices:
+        k = st.choices["precompute_aug"]
     elif cfg.budget is not None and k > 0:
         affordable = int(0.25 * clock.left() / max(t_train_pass, 1e-3))
         if affordable < k:
@@ -756,20 +802,20 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
                 f"(one pass over the training images took {t_train_pass:.1f} s)")
             k = max(affordable, 0)
     k, t_train_pass = distributed.broadcast_object((k, t_train_pass))  # rank 0's clock decides for all
-    st["choices"]["precompute_aug"] = k
-    st["choices"]["seconds_per_train_pass"] = t_train_pass
+    st.choices["precompute_aug"] = k
+    st.choices["seconds_per_train_pass"] = t_train_pass
     learn.precompute_aug = k
     learn.precompute = True
-    say(f"precomputed activations ({k} augmented view(s) of each training image) at {clock.elapsed():.1f} s")
-    if not progress.done("precompute"):
+    say(f"precomputed activations ({k} augmented view(s) of each training image) in "
+        f"{time.perf_counter() - t_step:.1f} s")
+    if not st.done("precompute"):
         finish("precompute", save_model=False)
 
     # -- 2. lr_find on the head ---------------------------------------------------------------------------
     header(2, "lr_find on the precomputed head")
-    if not progress.done("lr_find_head"):
+    if not st.done("lr_find_head"):
         if cfg.lr is not None:
             lr, rule = float(cfg.lr), "given with --lr"
-            st["lr_find"] = st.get("lr_find", [])
         else:
             _seed_all(cfg.seed + 1)
             sched = learn.lr_find(num_it=100)
@@ -778,15 +824,15 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
             lr = float(np.clip(sugg, lo, hi))
             rule = f"{sched.rule}; clipped to [{lo:g}, {hi:g}]"
             lr_find_record("head", sched, lr, rule)
-        st["choices"]["lr"] = lr
-        st["choices"]["lr_rule"] = rule
+        st.choices["lr"] = lr
+        st.choices["lr_rule"] = rule
         finish("lr_find_head", save_model=False)
-    lr = st["choices"]["lr"]
-    say(f"learning rate {lr:.3g} ({st['choices']['lr_rule']})")
+    lr = st.choices["lr"]
+    say(f"learning rate {lr:.3g} ({st.choices['lr_rule']})")
 
     # -- 3. head on precomputed activations ---------------------------------------------------------------
     header(3, f"train the head on precomputed activations ({cfg.head_epochs} epochs)")
-    if not progress.done("head_precompute"):
+    if not st.done("head_precompute"):
         if cfg.head_epochs > 0:
             run_fit("head_precompute", "head_precompute", lr, cfg.head_epochs)
         else:
@@ -801,7 +847,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
         header(4, f"train the head, cycle_len=1 ({cfg.aug_epochs} epochs; {why}: clean activations, no augmented pass)")
     else:
         header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
-    if not progress.done("head_aug"):
+    if not st.done("head_aug"):
         if cfg.aug_epochs > 0:
             if body_on_augmented:
                 learn.precompute = False
@@ -813,19 +859,21 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     # -- 5-8. the unfrozen phase, when it fits -------------------------------------------------------------
     n_val, n_trn = len(data.val_ds), len(data.trn_ds)
     reserve = EXPORT_RESERVE_S if cfg.budget is not None else 0.0
-    unfrozen_todo = [s for s in STEPS[4:] if not progress.done(s)]
+    unfrozen_todo = [s for s in STEPS[4:] if not st.done(s)]
     if cfg.fast:
+        if unfrozen_todo:
+            say("skipped: steps 5-8, the unfrozen phase (--fast: precompute only)")
         for s in unfrozen_todo:
-            skip(s, "--fast (precompute only)") if s == "unfreeze" else finish(s, save_model=False)
+            skip(s, "--fast (precompute only)", quiet=True)
     elif unfrozen_todo:
         header(5, "unfreeze")
-        plan = st["choices"].get("unfrozen_plan")
+        plan = st.choices.get("unfrozen_plan")
         # with a budget already spent, not even the cost measurement (~1.5 s on 2 CPU cores) is worth running
         spent = distributed.broadcast_object(cfg.budget is not None and clock.left() - reserve < MIN_UNFROZEN_S)
         if plan is None and spent:
             plan = {"cycles": 0, "epochs": 0, "available": clock.left() - reserve, "not_measured": True}
-            st["choices"]["unfrozen_plan"] = plan
-            progress.save()
+            st.choices["unfrozen_plan"] = plan
+            folder.save_progress(st)
         if plan is None:
             learn.precompute = False
             learn.unfreeze()
@@ -846,8 +894,8 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
                     "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": avail,
                     "cycles": n_cycles, "epochs": 2 ** n_cycles - 1, "world_size": world}
             plan = distributed.broadcast_object(plan)  # rank 0's measurement and clock decide for all ranks
-            st["choices"]["unfrozen_plan"] = plan
-            progress.save()
+            st.choices["unfrozen_plan"] = plan
+            folder.save_progress(st)
         if not plan.get("not_measured"):
             say(f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
                 f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
@@ -861,32 +909,33 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
                        f"({'--budget' if cfg.budget is not None else 'unfrozen_budget'}); keeping the head-only model")
             learn.freeze()
             learn.precompute = True
+            say(f"skipped: steps 5-8, the unfrozen phase ({why})")
             for s in unfrozen_todo:
-                skip(s, why) if s == "unfreeze" else finish(s, save_model=False)
+                skip(s, why, quiet=True)
         else:
             learn.precompute = False
             learn.unfreeze()
-            if not progress.done("unfreeze"):
+            if not st.done("unfreeze"):
                 finish("unfreeze", save_model=False)
             header(6, f"differential learning rates (each group {cfg.lr_ratio:g}x lower than the next)")
             f = cfg.lr_ratio
-            if not progress.done("differential_lrs"):
-                st["choices"]["group_ratio"] = f
+            if not st.done("differential_lrs"):
+                st.choices["group_ratio"] = f
                 finish("differential_lrs", save_model=False)
             header(7, f"lr_find again, unfrozen ({plan['sweep_iters']} iterations)")
-            if not progress.done("lr_find_unfrozen"):
+            if not st.done("lr_find_unfrozen"):
                 _seed_all(cfg.seed + STEPS.index("lr_find_unfrozen"))
                 ratios = np.array([1 / f**2, 1 / f, 1.0])
                 sched = learn.lr_find(start_lr=ratios * lr / 100, end_lr=ratios * lr * 10, num_it=plan["sweep_iters"])
                 sugg = sched.suggestion if sched.suggestion is not None else lr
                 lr2 = float(np.clip(sugg, lr / 10, lr))
                 lr_find_record("unfrozen", sched, lr2, f"{sched.rule}; clipped to [lr/10, lr] = [{lr / 10:.3g}, {lr:.3g}]")
-                st["choices"]["lr_unfrozen"] = lr2
+                st.choices["lr_unfrozen"] = lr2
                 finish("lr_find_unfrozen", save_model=False)
-            lr2 = st["choices"]["lr_unfrozen"]
+            lr2 = st.choices["lr_unfrozen"]
             lrs = np.array([lr2 / f**2, lr2 / f, lr2])
             header(8, f"SGDR cycle_len=1 cycle_mult=2, {plan['cycles']} cycle(s), rates {', '.join(f'{v:.2g}' for v in lrs)}")
-            if not progress.done("sgdr_unfrozen"):
+            if not st.done("sgdr_unfrozen"):
                 cbs = [EarlyStopping(patience=cfg.patience)] if cfg.patience > 0 else []
                 if cfg.budget is not None:
                     cbs.append(TimeBudget(time.monotonic() + clock.left() - reserve - plan["tta_cost"]))
@@ -895,21 +944,22 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
                 run_fit("sgdr_unfrozen", "unfrozen", lrs, plan["cycles"], cycle_len=1, cycle_mult=2, callbacks=cbs)
 
     # -- the kept model: TTA, predictions, export, report ---------------------------------------------------
-    best = st.get("best") or {}
+    best = st.best or {}
+    best_path = folder.file("best.safetensors")
     if _rank0_reads(best_path.is_file):
         _load_weights_from_rank0(learn, best_path)  # every rank evaluates rank 0's kept weights
     if best.get("phase") in (None, "head_precompute", "head_aug"):
         learn.freeze()  # the body is the pretrained one: its activations come from the cache
         learn.precompute = True
     say(f"\nkept the weights with the lowest validation loss ({best.get('val_loss', float('nan')):.4f}, "
-        f"phase {best.get('phase')}, epoch {best.get('epoch')})")
+        f"{in_words(best.get('phase'))}, epoch {best.get('epoch')})")
     n_tta = cfg.resolved_tta()
     if cfg.budget is not None:
         # each TTA view is one forward pass over the validation images (the clean view is cached already)
         if learn.body_frozen:
-            per_image = st["choices"].get("seconds_per_train_pass", 0.0) / max(n_trn, 1)
+            per_image = st.choices.get("seconds_per_train_pass", 0.0) / max(n_trn, 1)
         else:
-            per_image = (st["choices"].get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0)
+            per_image = (st.choices.get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0)
         affordable = int(max(0.0, clock.left() - reserve) // max(n_val * per_image, 1e-6))
         if affordable < n_tta:
             say(f"budget: {affordable} TTA view(s) instead of {n_tta} ({n_val * per_image:.1f} s a view, "
@@ -926,7 +976,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
     elif kind == "multi":
         acc, tta_acc = accuracy_multi(preds, y), (accuracy_multi(tta, y) if tta is not None else None)
     val_loss = float(learn.crit(torch.from_numpy(np.asarray(preds, np.float32)), torch.from_numpy(np.asarray(y))))
-    write_val_predictions(run_dir / "val_predictions.csv", data, kind, preds, y, tta)
+    write_val_predictions(folder, data, kind, preds, y, tta)
     lap("evaluate_tta")
     say(f"validation: accuracy {acc if acc is None else f'{acc:.4f}'}, TTA ({n_tta} views + clean) accuracy "
         f"{tta_acc if tta_acc is None else f'{tta_acc:.4f}'}, val_loss {val_loss:.4f}")
@@ -935,40 +985,56 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: _Progress, clock: _Clock, re
 
     model_path = _rank0_writes(export_model)(learn.model, run_dir, preprocessing=preprocessing_dict(data, kind),
                                              classes=output_names(data), kind=kind, fmt=cfg.export_format)
+    if model_path is not None:
+        folder.note_written(Path(model_path).name)
+        folder.note_written("model.json")
     say(f"exported {model_path}")
     lap("export")
-    st["final"] = {"accuracy": acc, "tta_accuracy": tta_acc, "val_loss": val_loss, "tta_views": n_tta,
-                   "seconds": clock.elapsed()}
-    st["status"] = "done"
-    st["elapsed"] = clock.elapsed()
-    progress.save()
+    st.final = {"accuracy": acc, "tta_accuracy": tta_acc, "val_loss": val_loss, "tta_views": n_tta,
+                "seconds": clock.elapsed()}
+    st.status = "done"
+    st.elapsed = clock.elapsed()
+    folder.save_progress(st)
     report_path = None
     try:  # the previews are the report's: drawn here, after training, not on the training clock
-        write_aug_previews(data, run_dir / "aug_previews.png")
+        write_aug_previews(data, folder)
     except Exception as e:  # a preview is never worth failing a run for
         say(f"note: augmentation previews not written ({type(e).__name__}: {e})")
     try:
-        from ..report import write_report
-
-        report_path = _rank0_writes(write_report)(run_dir)
+        report_path = _rank0_writes(_write_report)(folder, st, lap)
         say(f"report {report_path}")
-        lap("report")
-        progress.save()
     except Exception as e:  # the model is trained and exported; a report failure is a note, not a failure
         say(f"note: report not written ({type(e).__name__}: {e})")
-    for f in run_dir.glob("weights_after_*.safetensors"):
-        _remove(f)
+        lap("report")
+    st.elapsed = clock.elapsed()
+    folder.save_progress(st)
+    for f in sorted(run_dir.glob("weights_after_*.safetensors")) if distributed.is_main_process() else []:
+        folder.remove(f.name)  # only names of this run's own weights files (run.progress.WEIGHTS_FILE)
     model_path, report_path = distributed.broadcast_object((model_path, report_path))  # rank 0's files
     result = RunResult(run_dir=run_dir, accuracy=acc, tta_accuracy=tta_acc, val_loss=val_loss,
-                       seconds=clock.elapsed(), steps=list(st["completed"]), skipped=list(st["skipped"]),
-                       model_path=model_path, report_path=report_path, history=list(st["rows"]))
+                       seconds=clock.elapsed(), steps=list(st.completed), skipped=[str(k) for k in st.skipped],
+                       model_path=model_path, report_path=report_path, history=list(st.rows),
+                       session_seconds=(clock.elapsed() - last_lap_at_start) if resumed else None)
     say(result.summary())
     return result
 
 
-@_rank0_writes
-def write_val_predictions(path: Path, data, kind: str, preds, y, tta=None) -> None:
+def _write_report(folder: RunFolder, st: Progress, lap) -> Path:
+    """report.html, whose Timing table includes the report's own lap (rendered, timed, then filled in)."""
+    from ..report.html import render_report, timing_table
+
+    html = render_report(folder.path)
+    before = timing_table(json.loads(json.dumps(st.to_dict())))
+    lap("report")
+    after = timing_table(json.loads(json.dumps(st.to_dict())))
+    folder.write_text("report.html", html.replace(before, after, 1))
+    return folder.file("report.html")
+
+
+def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None) -> None:
     """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred."""
+    if not distributed.is_main_process():  # rank 0 alone writes the run folder
+        return
     names = output_names(data)
     fnames = list(getattr(data.val_ds, "fnames", [str(i) for i in range(len(y))]))
     buf = io.StringIO()
@@ -996,10 +1062,16 @@ def write_val_predictions(path: Path, data, kind: str, preds, y, tta=None) -> No
         w.writerow(["fname"] + [f"target_{c}" for c in names] + [f"pred_{c}" for c in names])
         for i, fn in enumerate(fnames):
             w.writerow([fn] + [f"{v:.7g}" for v in yy[i]] + [f"{v:.7g}" for v in out[i]])
-    atomic_write_text(path, buf.getvalue())
+    folder.write_text("val_predictions.csv", buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------- run folder -> model
+def _read_run_json(path: Path, expect: type = dict):
+    from ..run.folder import _read_json
+
+    return _read_json(path, expect)
+
+
 def load_run_model(run_dir, weights: str = "best.safetensors"):
     """The trained ``nn.Sequential(body, pool, head)`` of a run folder, rebuilt without its data.
 

@@ -1,0 +1,10 @@
+"""The run: its folder (``RunFolder``: the one reader and writer of the run-folder format, with its lock
+and path confinement) and its typed progress record (``Progress``). See docs/design.md."""
+from __future__ import annotations
+
+from ..utils.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".progress": ("Progress", "Skipped"),
+    ".folder": ("RunFolder", "RunFolderBusy", "RunFolderError"),
+})
