@@ -29,7 +29,7 @@ def deny_reads(monkeypatch):
     real = Image.open
 
     def guarded(fp, *a, **k):
-        if "locked" in os.fspath(fp):
+        if isinstance(fp, (str, os.PathLike)) and "locked" in os.fspath(fp):
             raise PermissionError(13, "Permission denied", os.fspath(fp))
         return real(fp, *a, **k)
 
@@ -40,8 +40,16 @@ def deny_reads(monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(file))
         return real_open(file, *a, **k)
 
+    real_os_open = os.open
+
+    def guarded_os_open(file, *a, **k):  # the decode path opens with os.open (O_NONBLOCK, then fstat)
+        if "locked" in os.fspath(file):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_os_open(file, *a, **k)
+
     monkeypatch.setattr(Image, "open", guarded)
     monkeypatch.setattr("builtins.open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
 
 
 def test_unreadable_file_is_skipped_with_permission_reason(tmp_path, deny_reads):
@@ -63,14 +71,14 @@ def test_file_that_becomes_unreadable_mid_epoch_does_not_end_it(tmp_path, monkey
     victim = data.trn_ds.fnames[2]
     (root / victim).rename(root / victim.replace(".jpg", "-locked.jpg"))
     (root / victim).symlink_to(root / victim.replace(".jpg", "-locked.jpg"))
-    real = Image.open
+    real = os.open
 
     def guarded(fp, *a, **k):
         if os.fspath(fp).endswith(victim):
             raise PermissionError(13, "Permission denied", os.fspath(fp))
         return real(fp, *a, **k)
 
-    monkeypatch.setattr(Image, "open", guarded)
+    monkeypatch.setattr(os, "open", guarded)
     with pytest.warns(FileChangedWarning, match=f"{victim}: permission denied") as rec:
         n = sum(len(y) for _, y in data.fix_dl) + sum(len(y) for _, y in data.fix_dl)  # two passes
     assert n == 2 * len(data.trn_ds)
