@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .imageio import IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header, probe_image
+from ..imaging.decode import (DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header,
+                              open_regular, probe_image)
 
 __all__ = ["inspect_dataset", "format_inspection"]
 
@@ -58,14 +59,19 @@ def _file_info(root: Path, rel: str, probe: bool, max_pixels) -> dict:
     p = root / rel
     info = {"file": rel, "bytes": None, "sha256": None, "format": None, "mode": None, "width": None,
             "height": None, "n_frames": 1, "error": None}
-    try:
+    try:  # regular files only, up to the byte cap: a FIFO or a link to /dev/zero is refused, not read forever
         h = hashlib.sha256()
         n = 0
-        with open(p, "rb") as f:
+        with open_regular(p, DEFAULT_MAX_BYTES) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
                 n += len(chunk)
+                if n > DEFAULT_MAX_BYTES:  # grew while being read
+                    raise ImageLoadError(p, "file too large (it grew while being read)")
         info["bytes"], info["sha256"] = n, h.hexdigest()
+    except ImageLoadError as e:
+        info["error"] = e.reason
+        return info
     except OSError:
         pass  # the header / probe below give the reason
     try:
