@@ -216,8 +216,8 @@ def test_jpeg_bytes_roundtrip_sanity():
 
 
 def test_permission_denied_reason(tmp_path, monkeypatch):
-    """Same check as above, but works as root too: make PIL's open fail the way a chmod-000 file does."""
-    import visiontune.data.imageio as imageio
+    """Same check as above, but works as root too: make the open fail the way a chmod-000 file does."""
+    import visiontune.imaging.decode as decode
 
     p = tmp_path / "locked.jpg"
     p.write_bytes(jpeg_bytes())
@@ -225,6 +225,6 @@ def test_permission_denied_reason(tmp_path, monkeypatch):
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied", str(p))
 
-    monkeypatch.setattr(imageio.Image, "open", denied)
+    monkeypatch.setattr(decode.os, "open", denied)
     with pytest.raises(ImageLoadError, match="locked.jpg: permission denied"):
         load_image(p)

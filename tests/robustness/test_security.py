@@ -215,3 +215,115 @@ def test_onnx_export_and_sidecar_hold_no_executable_content(tmp_path):
     assert set(meta) == {"format", "file", "input_size", "mean", "std", "interpolation", "crop_pct", "classes", "kind",
                          "visiontune_version", "input_name", "output_name"}
     assert "/" not in meta["file"] and ".." not in meta["file"]  # the model file is beside the JSON
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 17.3: non-raster files never reach a Pillow plugin (Ghostscript); the report reads images only
+# from inside the run's data folder
+# ---------------------------------------------------------------------------------------------
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n"
+       b"newpath 0 0 moveto 16 16 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def _report_fixtures():
+    """tests/report/conftest.py (the synthetic run folder), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vt_report_fixtures", PKG.parent / "tests/report/conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def eps_spy(monkeypatch):
+    """Record every time Pillow's EPS plugin (which runs Ghostscript to decode) or a subprocess starts."""
+    import subprocess
+
+    from PIL import EpsImagePlugin
+
+    ran = []
+    real_open = EpsImagePlugin.EpsImageFile._open
+
+    def spy_open(self):
+        ran.append("EpsImageFile._open")
+        return real_open(self)
+
+    def no_process(*a, **k):
+        ran.append(f"subprocess {a[0] if a else k}")
+        raise OSError("no subprocess in this test")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy_open)
+    for name in ("Popen", "check_call", "run", "call"):
+        monkeypatch.setattr(subprocess, name, no_process)
+    return ran
+
+
+def test_report_never_hands_an_eps_to_pillow(tmp_path, eps_spy):
+    make_run_folder = _report_fixtures().make_run_folder
+
+    from visiontune.report.html import write_report
+
+    run = make_run_folder(tmp_path)
+    (run / "aug_previews.png").write_bytes(EPS)
+    for p in (tmp_path / "data").rglob("img0.jpg"):  # a thumbnail the top losses would show
+        p.write_bytes(EPS)
+    text = write_report(run).read_text()
+    assert eps_spy == []
+    assert ("Not available: aug_previews.png cannot be shown: not an image: the file is a PostScript/EPS document"
+            in text)
+
+
+def test_report_thumbnails_stay_inside_the_data_folder(tmp_path, eps_spy, monkeypatch):
+    import csv
+
+    make_run_folder = _report_fixtures().make_run_folder
+    from PIL import Image
+
+    from visiontune.report.html import write_report
+
+    run = make_run_folder(tmp_path)
+    secret = tmp_path / "private" / "photo.jpg"
+    secret.parent.mkdir()
+    Image.new("RGB", (60, 60), (255, 0, 0)).save(secret)
+    data = tmp_path / "data"
+    os.symlink(secret, data / "valid" / "link.jpg")
+    (tmp_path / "data" / "valid" / "eps.jpg").write_bytes(EPS)
+    crafted = [str(secret), "../private/photo.jpg", "valid/../../private/photo.jpg", "valid/link.jpg",
+               "valid/eps.jpg"]
+    with open(run / "val_predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["fname", "target", "pred", "p_ants", "p_bees", "p_wasps"])
+        for name in crafted:
+            w.writerow([name, "ants", "bees", "0.1", "0.8", "0.1"])
+    opened = []
+    real = os.open
+
+    def spy(path, *a, **k):
+        opened.append(os.path.realpath(path))
+        return real(path, *a, **k)
+
+    import visiontune.imaging.decode as decode
+
+    monkeypatch.setattr(decode.os, "open", spy)
+    text = write_report(run).read_text()
+    monkeypatch.undo()
+    assert str(secret) not in opened
+    assert "5 of 5 images not found" in text and "<figcaption" not in text.split("<h2>Top losses</h2>")[1]
+    assert eps_spy == []
+
+
+def test_python_api_refuses_an_eps_pil_image(tmp_path, eps_spy):
+    from PIL import Image
+
+    from visiontune.imaging.decode import ImageLoadError, open_image
+
+    p = tmp_path / "drawing.eps"
+    p.write_bytes(EPS)
+    im = Image.open(p)  # Pillow's own open (the caller's): the plugin reads the header, nothing runs yet
+    eps_spy.clear()
+    with pytest.raises(ImageLoadError, match="not an image: a EPS file"):
+        open_image(im)
+    with pytest.raises(ImageLoadError, match="PostScript/EPS document"):
+        open_image(p)
+    assert eps_spy == []

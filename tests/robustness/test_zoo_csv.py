@@ -111,3 +111,26 @@ def test_ids_cannot_escape_the_data_folder(root, evil, monkeypatch):
         f"row 12 (line 14): file id {evil!r} points outside the image folder; it is refused"]
     inside = os.path.abspath(root) + os.sep
     assert opened and all(p.startswith(inside) for p in opened), [p for p in opened if not p.startswith(inside)]
+
+
+def test_dot_slash_spellings_of_one_id_are_duplicates(root):
+    """Issue 17.7: ``r3``, ``./r3`` and ``.//r3`` name one file; counted as three rows, the file could sit
+    in both the training and the validation split."""
+    name = write_csv(root, good_rows() + ["./r3,red", ".//r3,red"])
+    with pytest.raises(ValueError) as e:
+        ImageClassifierData.from_csv(root, "train", name, suffix=".jpg", tfms=TFMS, num_workers=0)
+    assert str(e.value) == (
+        "labels.csv: duplicate file id(s): 'r3' and './r3' (the same file 'r3') in rows 3 and 12 (lines 5, 14); "
+        "'r3' and './/r3' (the same file 'r3') in rows 3 and 13 (lines 5, 15). Each image must appear once.")
+    rep = inspect_dataset(root, csv=name, suffix=".jpg")
+    assert rep["csv_problems"] == ["row 12 (line 14): duplicate file id './r3' (the same file as row 3, 'r3')",
+                                   "row 13 (line 15): duplicate file id './/r3' (the same file as row 3, 'r3')"]
+    assert rep["class_counts"] == {"blue": 6, "red": 6}
+
+
+def test_dot_slash_id_alone_is_fine(root):
+    rows = [f"./r{i},red" for i in range(6)] + [f"b{i},blue" for i in range(6)]
+    data = ImageClassifierData.from_csv(root, "train", write_csv(root, rows), suffix=".jpg", tfms=TFMS,
+                                        num_workers=0, val_idxs=[0, 6])
+    assert sorted(data.trn_ds.fnames + data.val_ds.fnames) == sorted(
+        [f"train/r{i}.jpg" for i in range(6)] + [f"train/b{i}.jpg" for i in range(6)])

@@ -29,7 +29,7 @@ def deny_reads(monkeypatch):
     real = Image.open
 
     def guarded(fp, *a, **k):
-        if "locked" in os.fspath(fp):
+        if isinstance(fp, (str, os.PathLike)) and "locked" in os.fspath(fp):
             raise PermissionError(13, "Permission denied", os.fspath(fp))
         return real(fp, *a, **k)
 
@@ -40,8 +40,16 @@ def deny_reads(monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(file))
         return real_open(file, *a, **k)
 
+    real_os_open = os.open
+
+    def guarded_os_open(file, *a, **k):  # the decode path opens with os.open (O_NONBLOCK, then fstat)
+        if "locked" in os.fspath(file):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_os_open(file, *a, **k)
+
     monkeypatch.setattr(Image, "open", guarded)
     monkeypatch.setattr("builtins.open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
 
 
 def test_unreadable_file_is_skipped_with_permission_reason(tmp_path, deny_reads):
@@ -63,14 +71,14 @@ def test_file_that_becomes_unreadable_mid_epoch_does_not_end_it(tmp_path, monkey
     victim = data.trn_ds.fnames[2]
     (root / victim).rename(root / victim.replace(".jpg", "-locked.jpg"))
     (root / victim).symlink_to(root / victim.replace(".jpg", "-locked.jpg"))
-    real = Image.open
+    real = os.open
 
     def guarded(fp, *a, **k):
         if os.fspath(fp).endswith(victim):
             raise PermissionError(13, "Permission denied", os.fspath(fp))
         return real(fp, *a, **k)
 
-    monkeypatch.setattr(Image, "open", guarded)
+    monkeypatch.setattr(os, "open", guarded)
     with pytest.warns(FileChangedWarning, match=f"{victim}: permission denied") as rec:
         n = sum(len(y) for _, y in data.fix_dl) + sum(len(y) for _, y in data.fix_dl)  # two passes
     assert n == 2 * len(data.trn_ds)
@@ -199,3 +207,70 @@ def test_class_names_with_spaces(tmp_path):
     assert data.classes == ["border collie", "golden retriever"]
     assert "train/golden retriever/img0.jpg" in data.trn_ds.fnames
     assert sorted(inspect_dataset(root)["class_counts"]) == ["border collie", "golden retriever"]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 17.5: special files never hang (run in a child so that a regression fails instead of hanging)
+# ---------------------------------------------------------------------------------------------
+_SPECIAL_CHILD = r"""
+import json, sys, warnings
+from visiontune.data import ImageClassifierData, inspect_dataset
+from visiontune.data.sources import SkippedFilesWarning
+from visiontune.transforms import tfms_from_model
+root = sys.argv[1]
+rep = inspect_dataset(root)
+with warnings.catch_warnings(record=True) as rec:
+    warnings.simplefilter("always")
+    data = ImageClassifierData.from_paths(root, tfms=tfms_from_model("efficientnet_lite0", 32), num_workers=0)
+print(json.dumps({"unreadable": rep["unreadable"], "skipped": [list(s) for s in data.skipped],
+                  "n_train": len(data.trn_ds),
+                  "warned": [str(r.message) for r in rec if issubclass(r.category, SkippedFilesWarning)]}))
+"""
+
+
+def test_fifo_and_link_to_dev_zero_are_skipped_without_hanging(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = two_classes(tmp_path / "ds")
+    os.mkfifo(root / "train" / "red" / "pipe.jpg")
+    os.symlink("/dev/zero", root / "train" / "blue" / "zero.jpg")
+    try:
+        out = subprocess.run([sys.executable, "-c", _SPECIAL_CHILD, str(root)], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    except subprocess.TimeoutExpired:
+        pytest.fail("inspect / from_paths hung on a FIFO or a link to /dev/zero")
+    got = json.loads(out.strip().splitlines()[-1])
+    fifo = "not a regular file: a named pipe (FIFO); only regular files are read"
+    zero = ("not a regular file: a character device (such as /dev/zero, perhaps through a symbolic link); "
+            "only regular files are read")
+    assert sorted(map(tuple, (u.values() for u in got["unreadable"]))) == [
+        ("train/blue/zero.jpg", zero), ("train/red/pipe.jpg", fifo)]
+    assert sorted(map(tuple, got["skipped"])) == [("train/blue/zero.jpg", zero), ("train/red/pipe.jpg", fifo)]
+    assert got["n_train"] == 8
+    assert "train/red/pipe.jpg: not a regular file" in got["warned"][0]
+
+
+def test_open_image_refuses_special_files_at_once(tmp_path):
+    from visiontune.imaging.decode import image_header, open_image, probe_image, read_bytes
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    os.symlink("/dev/zero", tmp_path / "zero.png")
+    for f in (fifo, tmp_path / "zero.png"):
+        for call in (open_image, image_header, read_bytes):
+            with pytest.raises(ImageLoadError, match="not a regular file"):
+                call(f)
+        assert probe_image(f).startswith("not a regular file")
+
+
+def test_byte_cap_is_checked_before_reading(tmp_path):
+    from visiontune.imaging.decode import open_image
+
+    p = tmp_path / "big.png"
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(p)
+    size = p.stat().st_size
+    with pytest.raises(ImageLoadError, match=r"file too large: 0\.0 MiB, over the cap of 0 MiB"):
+        open_image(p, max_bytes=size - 1)
+    assert open_image(p, max_bytes=size).getpixel((0, 0)) == (1, 2, 3)

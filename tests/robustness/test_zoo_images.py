@@ -168,3 +168,35 @@ def test_predict_flags_unreadable_files_and_predicts_the_rest(tmp_path, exported
     np.testing.assert_allclose(probs[[str(p) not in expect_bad for p in paths]], alone, atol=1e-6)
     with pytest.raises(ImageLoadError, match="empty file"):
         exported.predict_images([paths[0], tmp_path / "empty.jpg"], strict=True)
+
+
+_BIG_PNG_CHILD = r"""
+import json, sys
+from visiontune.data import inspect_dataset
+rep = inspect_dataset(sys.argv[1])
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # peak RSS of this program
+print(json.dumps({"n": rep["n_readable"], "unreadable": rep["unreadable"], "sizes": rep["sizes"],
+                  "peak_mb": int(hwm.split()[1]) / 1024}))
+"""
+
+
+def test_inspect_of_ten_64_megapixel_pngs_stays_bounded(tmp_path):
+    """Issue 17.6: ten 64 MP PNGs made inspect use 3.5 GB (every thread decoding one at once). Probes now
+    decode under a pixel budget: one such image at a time."""
+    import shutil
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = tmp_path / "ds" / "train" / "big"
+    root.mkdir(parents=True)
+    Image.new("RGB", (8000, 8000), (10, 120, 200)).save(root / "img0.png", compress_level=1)
+    for i in range(1, 10):
+        shutil.copy(root / "img0.png", root / f"img{i}.png")
+    out = subprocess.run([sys.executable, "-c", _BIG_PNG_CHILD, str(tmp_path / "ds")], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["n"] == 10 and got["unreadable"] == []
+    assert got["sizes"]["width"] == {"min": 8000, "median": 8000.0, "max": 8000}
+    assert got["peak_mb"] < 900, got["peak_mb"]  # one 64 MP RGB image is 192 MB; ten at once would be ~2 GB

@@ -198,7 +198,7 @@ def make_zoo_folder(root: Path, n_good: int = 4) -> dict[str, str]:
 
 
 def spy_opens(monkeypatch, resolve=os.path.abspath) -> list[str]:
-    """Record (``resolve``d) every path given to ``open`` and ``PIL.Image.open`` from now on."""
+    """Record (``resolve``d) every path given to ``open``, ``os.open`` and ``PIL.Image.open`` from now on."""
     opened: list[str] = []
     real_open, real_pil = open, Image.open
 
@@ -212,6 +212,14 @@ def spy_opens(monkeypatch, resolve=os.path.abspath) -> list[str]:
             opened.append(resolve(os.fspath(fp)))
         return real_pil(fp, *a, **k)
 
+    real_os_open = os.open
+
+    def spy_os_open(file, *a, **k):  # the decode path opens files with os.open (O_NONBLOCK, then fstat)
+        if isinstance(file, (str, os.PathLike)):
+            opened.append(resolve(os.fspath(file)))
+        return real_os_open(file, *a, **k)
+
     monkeypatch.setattr("builtins.open", spy_open)
     monkeypatch.setattr(Image, "open", spy_pil)
+    monkeypatch.setattr(os, "open", spy_os_open)
     return opened

@@ -5,7 +5,7 @@
   (:meth:`PresizeTransform.from_transforms`), every batch has one shape and
   :class:`visiontune.transforms.batched.BatchedAugment` does zoom, rotation, flips, lighting and the
   random crop on the GPU. Files are decoded in JPEG draft mode at that size (see
-  :func:`visiontune.data.imageio.load_image`).
+  :func:`visiontune.imaging.decode.open_image`).
 * :func:`decode_presized`: many files at once into one ``(N, 3, size, size)`` uint8 tensor; on CUDA
   JPEGs are decoded by nvJPEG (``torchvision.io.decode_jpeg(..., device='cuda')``, one batched call)
   and resized there; other files, and JPEGs it cannot take (CMYK, EXIF-rotated), go through PIL.
@@ -37,7 +37,7 @@ from PIL import Image
 
 from visiontune.transforms.core import CropType, ImageTransforms
 
-from .imageio import DEFAULT_MAX_PIXELS, aspect_box, load_image
+from ..imaging.decode import DEFAULT_MAX_PIXELS, ImageLoadError, aspect_box, load_image, read_bytes
 
 __all__ = ["PresizeTransform", "decode_presized", "gpu_train_loader", "nvjpeg_available"]
 
@@ -108,7 +108,7 @@ def _torchvision_ok(data: bytes, max_pixels: int | None) -> bool:
     if data[:2] != b"\xff\xd8":
         return False
     try:
-        with Image.open(io.BytesIO(data)) as im:  # header only
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as im:  # header only
             if im.format != "JPEG" or im.mode not in ("RGB", "L"):
                 return False
             if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
@@ -120,8 +120,8 @@ def _torchvision_ok(data: bytes, max_pixels: int | None) -> bool:
 
 def _read_bytes(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
-    except OSError:  # PIL's path reports it (ImageLoadError with the reason)
+        return read_bytes(path)  # regular files only, with the byte cap (a FIFO never blocks)
+    except ImageLoadError:  # the PIL path reports it (ImageLoadError with the reason)
         return None
 
 
@@ -158,7 +158,7 @@ def decode_presized(files: Sequence, size: int, *, device=None, squash: bool = F
     to ``device``; ``'auto'`` (default): torchvision on CUDA, PIL on the CPU (draft mode makes big
     JPEGs cheaper). Files the torchvision path cannot take (other formats, CMYK, EXIF orientation),
     and any batch it fails on, go through PIL, which also names unreadable files
-    (:class:`~visiontune.data.imageio.ImageLoadError`). Both paths give the same shape and dtype;
+    (:class:`~visiontune.imaging.decode.ImageLoadError`). Both paths give the same shape and dtype;
     pixels differ by decoder and resampling rounding (a grey level or two on average).
 
     >>> import tempfile, pathlib

@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .imageio import IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header, probe_image
+from ..imaging.decode import (DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header,
+                              open_regular, probe_image)
 
 __all__ = ["inspect_dataset", "format_inspection"]
 
@@ -58,14 +59,19 @@ def _file_info(root: Path, rel: str, probe: bool, max_pixels) -> dict:
     p = root / rel
     info = {"file": rel, "bytes": None, "sha256": None, "format": None, "mode": None, "width": None,
             "height": None, "n_frames": 1, "error": None}
-    try:
+    try:  # regular files only, up to the byte cap: a FIFO or a link to /dev/zero is refused, not read forever
         h = hashlib.sha256()
         n = 0
-        with open(p, "rb") as f:
+        with open_regular(p, DEFAULT_MAX_BYTES) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
                 n += len(chunk)
+                if n > DEFAULT_MAX_BYTES:  # grew while being read
+                    raise ImageLoadError(p, "file too large (it grew while being read)")
         info["bytes"], info["sha256"] = n, h.hexdigest()
+    except ImageLoadError as e:
+        info["error"] = e.reason
+        return info
     except OSError:
         pass  # the header / probe below give the reason
     try:
@@ -93,6 +99,11 @@ def _safe_relative(name: str) -> bool:
     return not (len(p.parts[0]) >= 2 and p.parts[0][1] == ":")
 
 
+def _id_key(name: str) -> str:
+    """The same rule as ``sources.id_key``: ``im0``, ``./im0`` and ``.//im0`` name one file."""
+    return PurePosixPath(name.replace("\\", "/")).as_posix()
+
+
 def _read_csv_labels(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
     """``({id: tags}, problems)``: one line per problem row (duplicate id, empty id or label, unsafe id)."""
     import pandas as pd
@@ -109,7 +120,7 @@ def _read_csv_labels(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
         raise ValueError(f"labels CSV {csv_path} needs two columns (file id, label); found {df.shape[1]} "
                          f"column(s): {[str(c) for c in df.columns]}. Is it comma-separated?")
     labels: dict[str, list[str]] = {}
-    first_row: dict[str, int] = {}
+    first_row: dict[str, tuple[int, str]] = {}
     problems: list[str] = []
     for r, (fid, lab) in enumerate(zip(df.iloc[:, 0], df.iloc[:, 1])):
         fid, tags = str(fid).strip(), str(lab).split()
@@ -120,12 +131,15 @@ def _read_csv_labels(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
         if not _safe_relative(fid):
             problems.append(f"{where}: file id {fid!r} points outside the image folder; it is refused")
             continue
-        if fid in labels:
-            problems.append(f"{where}: duplicate file id {fid!r} (first in row {first_row[fid]})")
+        key = _id_key(fid)
+        if key in labels:
+            first = first_row[key]
+            problems.append(f"{where}: duplicate file id {fid!r} (the same file as row {first[0]}, {first[1]!r})"
+                            if first[1] != fid else f"{where}: duplicate file id {fid!r} (first in row {first[0]})")
             continue
         if not tags:
             problems.append(f"{where}: empty label for {fid!r}")
-        labels[fid], first_row[fid] = tags, r
+        labels[key], first_row[key] = tags, (r, fid)
     return labels, problems
 
 

@@ -36,7 +36,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from visiontune.transforms.augment import item_random_state
 from visiontune.transforms.core import ImageTransforms, imagenet_stats, tfms_from_stats
 
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, load_image, probe_images
+from ..imaging.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, open_image, probe_images
 
 __all__ = [
     "ImageClassifierData",
@@ -157,7 +157,11 @@ class FilesDataset(Dataset):
         return len(self.fnames)
 
     def get_x(self, i: int) -> Image.Image:
-        return load_image(self.path / self.fnames[i], target_size=self.transform.min_side, max_pixels=self.max_pixels)
+        # Random training views may decode big JPEGs in draft mode (fast; exact pixels do not matter there);
+        # deterministic views (validation, test, fix) decode at full size, exactly as predict and
+        # ExportedModel do, so the numbers a run records are the numbers predict gives.
+        draft = self.transform.min_side if getattr(self.transform, "train", False) else None
+        return open_image(self.path / self.fnames[i], draft=draft, max_pixels=self.max_pixels)
 
     def __getitem__(self, i: int):
         try:
@@ -473,6 +477,17 @@ def _check_root(path) -> Path:
 
 def _rel(*parts: str) -> str:
     return PurePosixPath(*parts).as_posix()
+
+
+def id_key(name: str) -> str:
+    """The file a CSV id names, as one spelling: ``im0``, ``./im0``, ``.//im0`` and ``a\\im0`` vs ``a/im0``
+    are the same file, so the duplicate check compares these keys (a file listed twice would
+    otherwise sit in both the training and the validation rows).
+
+    >>> [id_key(s) for s in ("im0", "./im0", ".//im0", "a/./b", "a" + chr(92) + "b")]
+    ['im0', 'im0', 'im0', 'a/b', 'a/b']
+    """
+    return PurePosixPath(name.replace("\\", "/")).as_posix()
 
 
 def _safe_relative(name: str) -> bool:
@@ -877,10 +892,13 @@ def read_label_csv(csv_path: Path, skip_header: bool) -> tuple[list[str], list[s
     seen: dict[str, int] = {}
     dups = []
     for i, s in enumerate(ids):
-        if s in seen:
-            dups.append(f"{s!r} in rows {seen[s]} and {i} (lines {_line(seen[s], skip_header)}, {_line(i, skip_header)})")
+        key = id_key(s)
+        if key in seen:
+            j = seen[key]
+            same = f"{s!r}" if s == ids[j] else f"{ids[j]!r} and {s!r} (the same file {key!r})"
+            dups.append(f"{same} in rows {j} and {i} (lines {_line(j, skip_header)}, {_line(i, skip_header)})")
         else:
-            seen[s] = i
+            seen[key] = i
     if dups:
         raise ValueError(f"{name}: duplicate file id(s): " + "; ".join(dups[:10])
                          + (f"; and {len(dups) - 10} more" if len(dups) > 10 else "")

@@ -4,7 +4,9 @@
 >>> m = ExportedModel.load("runs/ants/model.json")                 # doctest: +SKIP
 >>> probs = m.predict_images(["ant.jpg", "bee.jpg"], tta=True)     # (2, len(m.classes))  # doctest: +SKIP
 
-Preprocessing (the same as the validation transforms): decode to RGB with EXIF orientation applied,
+Preprocessing (the same as the validation transforms): decode to RGB with EXIF orientation applied
+(:func:`visiontune.imaging.decode.open_image`, at full size: a path and the same image opened with PIL
+give identical outputs),
 resize the short side to ``int(input_size / crop_pct)`` with the stored interpolation, centre-crop
 ``input_size`` x ``input_size``, scale to [0, 1], subtract ``mean`` and divide by ``std``.
 An image whose long side exceeds :data:`MAX_ASPECT` times its short side (a 1 x 30000 strip) is
@@ -83,15 +85,21 @@ class UnreadableImageWarning(UserWarning):
 
 
 try:
-    from visiontune.data.imageio import MAX_ASPECT, limit_aspect
-    from visiontune.data.imageio import ImageLoadError as _ImageLoadError
+    from visiontune.imaging.decode import MAX_ASPECT, limit_aspect, open_image
+    from visiontune.imaging.decode import ImageLoadError as _ImageLoadError
     from visiontune.utils.errors import first_line
-except ImportError:  # pragma: no cover - the standalone copy of this module (no pixel cap, no aspect bound)
+except ImportError:  # pragma: no cover - the standalone copy of this module (no caps, no aspect bound)
     _ImageLoadError = OSError
     MAX_ASPECT = None
 
     def limit_aspect(im: Image.Image) -> Image.Image:
         return im
+
+    def open_image(image) -> Image.Image:
+        if isinstance(image, Image.Image):
+            return ImageOps.exif_transpose(image).convert("RGB")
+        with Image.open(image) as im:
+            return ImageOps.exif_transpose(im).convert("RGB")
 
     def first_line(e: BaseException) -> str:
         return (str(e).strip().splitlines() or [""])[0][:200]
@@ -106,20 +114,11 @@ def _resample(name: str):
 
 
 def open_rgb(image, target_size: int | None = None) -> Image.Image:
-    """An RGB PIL image from a path or a PIL image (EXIF orientation applied).
-
-    Uses ``visiontune.data.imageio.load_image`` when it is available, so decoding matches training.
-    """
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    try:
-        from visiontune.data.imageio import load_image
-    except ImportError:
-        load_image = None
-    if load_image is not None:
-        return load_image(image, target_size=target_size)
-    with Image.open(image) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
+    """An RGB PIL image from a path or a PIL image: :func:`visiontune.imaging.decode.open_image`, the one
+    decode path (raster formats only, regular files only, caps, EXIF orientation). Paths are decoded at
+    full size, never in draft mode, so a path and the same file opened with PIL give identical pixels;
+    ``target_size`` is accepted for compatibility and ignored."""
+    return open_image(image)
 
 
 def resize_short(im: Image.Image, short: int, resample) -> Image.Image:
@@ -211,7 +210,7 @@ class ExportedModel:
     def views(self, image, tta: bool = False) -> list[np.ndarray]:
         """The normalised CHW float32 arrays fed to the model: one (centre) view, or the five TTA views."""
         rs = _resample(self.interpolation)
-        im = limit_aspect(open_rgb(image, target_size=self.resize_size))
+        im = limit_aspect(open_image(image))  # the same decode for a path and a PIL image
         center = center_crop(resize_short(im, self.resize_size, rs), self.input_size)
         if not tta:
             return [self._to_array(center)]

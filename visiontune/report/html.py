@@ -246,13 +246,15 @@ def _sec_aug_previews(run: _Run) -> str:
     path = run.dir / "aug_previews.png"
     if not path.is_file():
         return _na("aug_previews.png is missing")
-    from PIL import Image
+    from ..imaging.decode import ImageLoadError, decode_bytes, read_bytes
 
-    data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        if im.format != "PNG" or len(data) > MAX_EMBED_BYTES:
-            data = _shrink_png(im.convert("RGB"), MAX_EMBED_BYTES)
+    try:  # a regular file, a raster format (an EPS under this name never reaches Ghostscript), within the caps
+        data = read_bytes(path)
+        im = decode_bytes(data, str(path))
+    except ImageLoadError as e:
+        return _na(f"aug_previews.png cannot be shown: {e.reason}")
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) > MAX_EMBED_BYTES:
+        data = _shrink_png(im, MAX_EMBED_BYTES)
     return _img_tag(data, "augmentation previews")
 
 
@@ -381,19 +383,32 @@ def _sec_most_confused(run: _Run) -> str:
 
 
 def _thumbnail(path: Path) -> bytes | None:
-    from PIL import Image, ImageOps
+    from ..imaging.decode import ImageLoadError, open_image
 
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            im.thumbnail((THUMB_PX, THUMB_PX))
-            buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
-            return buf.getvalue()
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        log.warning("report: cannot read thumbnail %s: %s", path, e)
+    try:  # the one decode path: regular files, raster formats only, caps (draft: a thumbnail needs few pixels)
+        im = open_image(path, draft=THUMB_PX * 2)
+    except ImageLoadError as e:
+        log.warning("report: cannot read thumbnail %s: %s", path, e.reason)
         return None
+    im.thumbnail((THUMB_PX, THUMB_PX))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _inside_data(data_dir: Path | None, fname: str) -> Path | None:
+    """``data_dir / fname`` when ``fname`` is a relative path that stays inside the data folder (links
+    followed); ``None`` otherwise: val_predictions.csv cannot make the report embed any other file."""
+    import os
+
+    if not fname or data_dir is None or "\0" in fname:
+        return None
+    rel = Path(fname.replace("\\", "/"))
+    if rel.is_absolute() or rel.drive or ".." in rel.parts:
+        return None
+    base = os.path.realpath(data_dir)
+    real = os.path.realpath(data_dir / rel)
+    return Path(real) if real.startswith(base.rstrip(os.sep) + os.sep) else None
 
 
 def _sec_top_losses(run: _Run) -> str:
@@ -413,10 +428,8 @@ def _sec_top_losses(run: _Run) -> str:
         actual, pred = classes[t[i]], classes[p[i]]
         p_pred = probs[i, p[i]]
         table_rows.append([fname, actual, pred, float(p_pred), float(p_true[i]), float(losses[i])])
-        path = Path(fname)
-        if not path.is_absolute() and data_dir is not None:
-            path = data_dir / path
-        png = _thumbnail(path) if fname and (path.is_absolute() or data_dir is not None) and path.is_file() else None
+        path = _inside_data(data_dir, fname)
+        png = _thumbnail(path) if path is not None else None
         if png is None:
             missing += 1
             continue

@@ -1,0 +1,13 @@
+"""Imaging: the one decode path (:mod:`visiontune.imaging.decode`). Needs only numpy and Pillow, no torch.
+
+Every image visiontune reads (datasets, predict, submit, inspect, the report, ``ExportedModel`` and the
+Python API) is decoded by :func:`~visiontune.imaging.decode.open_image`: raster formats only, regular
+files only, byte and pixel caps, EXIF orientation, RGB.
+"""
+from ..utils.lazy import lazy_exports
+
+_EXPORTS = {
+    ".decode": ("DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "PIL_FORMATS", "ImageLoadError",
+                "image_header", "open_image", "open_regular", "probe_image", "probe_images", "read_bytes"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
