@@ -30,8 +30,8 @@ def make_run_folder(root, *, n_val: int = 12, seed: int = 0):
         sizes.append([w, h])
 
     (run / "config.json").write_text(json.dumps({
-        "data": str(data), "arch": "efficientnet_lite0", "size": 32, "seed": 0, "bs": 8,
-        "recipe": {"precompute_epochs": 1, "cycle_mult": 2},
+        "data": str(data), "arch": "efficientnet_lite0", "size": 32, "seed": 0, "bs": 8, "budget": None,
+        "fast": True, "gpu_aug": False, "recipe": {"precompute_epochs": 1, "cycle_mult": 2, "weights": None},
     }))
     (run / "classes.json").write_text(json.dumps(CLASSES))
     (run / "preprocessing.json").write_text(json.dumps({
@@ -64,6 +64,15 @@ def make_run_folder(root, *, n_val: int = 12, seed: int = 0):
         "class_counts": {c: 10 + 3 * i for i, c in enumerate(CLASSES)}, "sizes": sizes,
     }))
     Image.fromarray(rng.integers(0, 255, (64, 256, 3), dtype=np.uint8)).save(run / "aug_previews.png")
+    (run / "progress.json").write_text(json.dumps({
+        "status": "done",
+        "completed": ["precompute", "lr_find_head", "head_precompute", "head_aug", "unfreeze", "differential_lrs",
+                      "lr_find_unfrozen", "sgdr_unfrozen"],
+        "skipped": ["lr_find_unfrozen: the budget left (12.0 s) is below the sweep's estimated cost (30.5 s)"],
+        "timings": {"setup": 3.2, "precompute": 10.5, "head_precompute": 2.25, "sgdr_unfrozen": 61.0},
+        "final": {"accuracy": 0.9412, "tta_accuracy": 0.9542, "val_loss": 0.2031, "tta_views": 4, "seconds": 95.4},
+        "elapsed": 95.4,
+    }))
     return run
 
 

@@ -28,9 +28,11 @@ def _chromium() -> str | None:
 
 
 def check_in_browser(html_path, screenshot_path, tmp_dir) -> dict:
-    """Load ``html_path`` via file:// in headless Chromium; return console errors and image sizes.
+    """Load ``html_path`` via file:// in headless Chromium; return console errors, image sizes, the text of
+    the first screen, the section titles in order and the images that do not fit the page.
 
-    Saves a full-page screenshot to ``screenshot_path``.
+    Saves a full-page screenshot to ``screenshot_path``, and the first and last screens beside it
+    (``<name>-top.png``, ``<name>-bottom.png``).
     """
     exe = _chromium()
     in_ci = bool(os.environ.get("CI"))
@@ -59,10 +61,31 @@ def check_in_browser(html_path, screenshot_path, tmp_dir) -> dict:
                       w: i.naturalWidth, h: i.naturalHeight}))"""
             )
             title = page.title()
+            # an image is clipped when it reaches past the page's width or is shown narrower than its
+            # pixels would need to stay legible (squeezed below 60 %)
+            clipped = page.evaluate(
+                """() => { const w = document.documentElement.clientWidth;
+                      return Array.from(document.images).filter(i => { const r = i.getBoundingClientRect();
+                        return r.left < 0 || r.right > w + 1 || (i.naturalWidth > 0 && r.width < 0.6 * Math.min(
+                          i.naturalWidth, w - 40)); }).map(i => i.alt); }"""
+            )
+            scroll_width = page.evaluate("() => document.documentElement.scrollWidth")
+            client_width = page.evaluate("() => document.documentElement.clientWidth")
+            headings = page.evaluate("() => Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
+            first_screen = page.evaluate(
+                """() => Array.from(document.querySelectorAll('body *')).filter(e => {
+                      const r = e.getBoundingClientRect(); return e.children.length === 0 && r.height > 0 &&
+                      r.top >= 0 && r.bottom <= window.innerHeight; }).map(e => e.textContent).join(' | ')"""
+            )
             atomic_write_bytes(screenshot_path, page.screenshot(full_page=True))
+            stem = screenshot_path.with_suffix("")
+            atomic_write_bytes(stem.parent / f"{stem.name}-top.png", page.screenshot())
+            page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+            atomic_write_bytes(stem.parent / f"{stem.name}-bottom.png", page.screenshot())
         finally:
             browser.close()
-    return {"errors": errors, "images": images, "title": title}
+    return {"errors": errors, "images": images, "title": title, "clipped": clipped, "headings": headings,
+            "first_screen": first_screen, "overflow": scroll_width > client_width}
 
 
 def test_report_in_chromium(run_folder, tmp_path):
@@ -79,6 +102,30 @@ def test_report_in_chromium(run_folder, tmp_path):
 
     with Image.open(shot) as im:
         assert im.format == "PNG" and im.width >= 1000
+    for name in ("report-top.png", "report-bottom.png"):
+        with Image.open(run_folder / name) as im:
+            assert im.size == (1200, 900)
+    # the answer is on the first screen; the configuration comes last
+    assert result["headings"][0] == "Summary" and result["headings"][-1] == "Run configuration"
+    for text in ("accuracy | 0.9412", "TTA accuracy | 0.9542", "log loss", "wall time | 1 min 35 s", "Per class",
+                 "precision", "ants", "wasps"):
+        assert text in result["first_screen"], (text, result["first_screen"][:2000])
+    assert result["clipped"] == [] and not result["overflow"]
+
+
+def test_checker_sees_a_clipped_figure(tmp_path):
+    """The clipping check is not vacuous: an image wider than the page, squeezed into a narrow box, is caught."""
+    from visiontune.report.html import _img_tag
+    from visiontune.report.figures import _figure, fig_to_png_bytes
+
+    png = fig_to_png_bytes(_figure(8, 2))
+    page = tmp_path / "wide.html"
+    page.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"><title>wide</title></head><body>'
+                    f'<div style="width:3000px">{_img_tag(png, "too wide")}</div>'
+                    f'<div style="width:150px">{_img_tag(png, "squeezed").replace("<img ", "<img width=150 ")}'
+                    "</div></body></html>")
+    result = check_in_browser(page, tmp_path / "wide.png", tmp_path)
+    assert result["overflow"] and "squeezed" in result["clipped"]
 
 
 def test_checker_sees_errors_and_broken_images(tmp_path):

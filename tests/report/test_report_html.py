@@ -37,11 +37,100 @@ def test_full_report(run_folder):
     # class counts, sizes, previews, 2 lr_find, schedule, history, confusion + top-loss thumbnails
     n_img = _check_images(text)
     assert n_img >= 9 + 1
-    assert "http" not in text.lower()
+    assert "http" not in IMG_SRC.sub("", text).lower()  # (base64 image data may spell anything)
     assert "<script" not in text.lower()
     assert "steepest descent / 10" in text  # the lr_find rule is named
     assert "actual <b>" in text  # top-loss captions
     assert len(text.encode()) < 2_000_000
+
+
+def figure_clipping(fig) -> list:
+    """Bounds of the axes (with their labels and titles) and figure titles that reach outside the figure."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    w, h = fig.bbox.width, fig.bbox.height
+    boxes = [ax.get_tightbbox(r) for ax in fig.axes] + [t.get_window_extent(r) for t in fig.texts if t.get_text()]
+    if fig._suptitle is not None:
+        boxes.append(fig._suptitle.get_window_extent(r))
+    return [b.bounds for b in boxes if b.x0 < -0.5 or b.y0 < -0.5 or b.x1 > w + 0.5 or b.y1 > h + 0.5]
+
+
+def test_clipping_check_is_not_vacuous():
+    fig = figures._figure(3, 2)
+    fig.add_subplot().set_title("a title far too long for a figure three inches wide " * 2)
+    assert figure_clipping(fig)
+
+
+def _summary(text: str) -> str:
+    return text[text.index('<section id="summary">'):text.index('<section id="timing">')]
+
+
+def test_report_leads_with_the_answer(run_folder):
+    import csv
+
+    import numpy as np
+    from sklearn.metrics import log_loss, precision_recall_fscore_support
+
+    from conftest import CLASSES
+
+    text = write_report(run_folder).read_text()
+    h2 = re.findall(r"<h2>([^<]+)</h2>", text)
+    assert h2[0] == "Summary" and h2[-1] == "Run configuration"
+    top = _summary(text)
+    rows = list(csv.DictReader(open(run_folder / "val_predictions.csv")))
+    y = [CLASSES.index(r["target"]) for r in rows]
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows])
+    assert "<span>accuracy</span><b>0.9412</b><span>12 validation images</span>" in top
+    assert "<span>TTA accuracy</span><b>0.9542</b><span>clean view + 4 augmented</span>" in top
+    expect = log_loss(y, probs / probs.sum(1, keepdims=True), labels=[0, 1, 2])
+    assert f"<span>log loss</span><b>{expect:.4f}</b>" in top
+    assert "<span>wall time</span><b>1 min 35 s</b>" in top
+    p, r, f, n = precision_recall_fscore_support(y, probs.argmax(1), labels=[0, 1, 2], zero_division=0)
+    for i, c in enumerate(CLASSES):  # the per-class table, by class name
+        cells = [f"{v:.4g}" for v in (p[i], r[i], f[i])] + [str(int(n[i]))]
+        assert f"<tr><td>{c}</td>" + "".join(f'<td class="num">{v}</td>' for v in cells) + "</tr>" in top
+    assert "7 ran, 1 skipped; the run is done." in top
+    assert ('<td>lr find unfrozen</td><td class="skipped">skipped</td><td>the budget left (12.0 s) is below '
+            "the sweep&#x27;s estimated cost (30.5 s)</td>") in top
+    assert '<td>sgdr unfrozen</td><td>ran</td><td></td><td class="num">1 min 1 s</td>' in top
+
+
+def test_configuration_reads_as_words(run_folder):
+    text = write_report(run_folder).read_text()
+    config = text[text.index('<section id="run-configuration">'):]
+    assert "<tr><td>budget</td><td>not set</td></tr>" in config
+    assert "<tr><td>fast</td><td>yes</td></tr><tr><td>gpu aug</td><td>no</td></tr>" in config
+    assert "<tr><td>recipe / weights</td><td>not set</td></tr>" in config
+    assert "<tr><td>mean</td><td>0.5, 0.5, 0.5</td></tr>" in config
+    assert not re.search(r">(None|True|False|null|true|false)<", config)
+
+
+def test_figures_are_not_clipped_and_name_classes(run_folder, monkeypatch):
+    from visiontune.report import html as report_html
+
+    drawn = []
+    real = report_html._fig_img
+    monkeypatch.setattr(report_html, "_fig_img", lambda fig, alt: drawn.append((alt, fig)) or real(fig, alt))
+    write_report(run_folder)
+    alts = [a for a, _ in drawn]
+    assert len(drawn) >= 7 and "confusion matrix" in alts
+    for alt, fig in drawn:
+        assert figure_clipping(fig) == [], alt
+    cm = dict(drawn)["confusion matrix"]
+    assert [t.get_text() for t in cm.axes[0].get_xticklabels()] == ["ants", "bees", "wasps"]
+    lr = dict(drawn)["lr_find loss against learning rate, head"]
+    assert lr.axes[0].get_title() == "rule: steepest descent / 10"
+    sched = dict(drawn)["learning rate per iteration"]
+    (top,) = sched.axes[0].child_axes  # the phase names: a secondary x axis above the plot, not text on the curves
+    assert [t.get_text() for t in top.get_xticklabels()] == ["head_aug", "unfrozen"]
+    assert not sched.axes[0].texts
+
+
+def test_long_lr_find_rule_is_wrapped_not_cut():
+    rule = "steepest descent of the smoothed loss, divided by ten, never above the minimum's rate / 10 (fastai 0.7)"
+    fig = figures.fig_lr_find([1e-5, 1e-3, 1e-1], [1.0, 0.5, 2.0], chosen_lr=1e-3, rule=rule, title="lr_find: unfrozen")
+    assert figure_clipping(fig) == []
+    assert "\n" in fig.axes[0].get_title()
 
 
 def test_custom_out_path(run_folder, tmp_path):
@@ -55,6 +144,7 @@ def test_empty_run_folder(tmp_path):
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in text
     assert text.count("Not available") == len(SECTIONS)
+    assert "Not available: progress.json and val_predictions.csv are missing" in text
     assert _check_images(text) == 0
 
 

@@ -52,6 +52,7 @@ def make_learner(tiny_path, cache_dir):
         data = ImageClassifierData.from_paths(path or tiny_path, bs=bs, tfms=tfms, test_name="test", num_workers=0)
         kw.setdefault("engine", "torch")
         kw.setdefault("cache_dir", cache_dir)
-        return ConvLearner.pretrained(efficientnet_lite0, data, precompute=precompute, verbose=False, **kw)
+        kw.setdefault("verbose", False)
+        return ConvLearner.pretrained(efficientnet_lite0, data, precompute=precompute, **kw)
 
     return make

@@ -7,6 +7,8 @@
 ``MODEL`` is a run folder (its ``model.json``), a ``model.json`` or the model file beside it.
 Folders are searched recursively for image files (hidden files skipped), in sorted order.
 ``tta=True`` averages the exported model's five deterministic views (see ``ExportedModel``).
+
+On many images a progress bar shows on a terminal (stderr a TTY); in a log (not a TTY) nothing is printed.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import numpy as np
 
 from .exported import ExportedModel, UnreadableImageWarning
 
-__all__ = ["load_model", "list_images", "predict_paths", "format_predictions"]
+__all__ = ["load_model", "list_images", "predict_paths", "format_predictions", "predict_with_progress"]
+
+PROGRESS_MIN_IMAGES = 64  # fewer images than this finish before a bar would be worth drawing
 
 
 def load_model(model) -> ExportedModel:
@@ -55,25 +59,63 @@ def list_images(inputs: Sequence) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def _readable(paths: list[Path], strict: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+def _bar(total: int, desc: str, progress: bool | None):
+    """A terminal progress bar (silent when stderr is not a TTY, or for a few images); ``progress=False``: none."""
+    from ..utils.display import progress_bar
+
+    enabled = progress if progress is not None else total >= PROGRESS_MIN_IMAGES
+    return progress_bar(total, desc, unit="image", enabled=bool(enabled))
+
+
+def _readable(paths: list[Path], strict: bool, progress: bool | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     from ..data.imageio import probe_image
 
     ok, bad = [], []
-    for p in paths:
-        reason = probe_image(p)
-        (bad.append((p, reason)) if reason else ok.append(p))
+    with _bar(len(paths), "checking images", progress) as bar:
+        for p in paths:
+            reason = probe_image(p)
+            (bad.append((p, reason)) if reason else ok.append(p))
+            bar.update(1)
     if bad and strict:
         raise ValueError(f"{len(bad)} file(s) cannot be read as images, e.g. {bad[0][0]}: {bad[0][1]}")
     return ok, bad
 
 
+def predict_with_progress(m: ExportedModel, paths: Sequence, tta: bool = False, batch_size: int = 32,
+                          strict: bool = False, desc: str = "predict", progress: bool | None = None) -> np.ndarray:
+    """``m.predict_images(paths)`` a few batches at a time, with a progress bar on a terminal.
+
+    The same rows as one call (NaN for an unreadable file); ``m.unreadable`` lists every such file.
+    ``progress``: None = a bar on a terminal for 64 images or more, False = never, True = on a terminal.
+    """
+    paths = list(paths)
+    step = max(1, batch_size) * 4
+    outs, unreadable = [], []
+    with _bar(len(paths), desc, progress) as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableImageWarning)  # one warning for the whole run, below
+        for i in range(0, len(paths), step):
+            chunk = paths[i:i + step]
+            outs.append(m.predict_images(chunk, tta=tta, batch_size=batch_size, strict=strict))
+            unreadable += m.unreadable
+            bar.update(len(chunk))
+    m.unreadable = unreadable
+    if unreadable:
+        warnings.warn(f"visiontune: {len(unreadable)} of {len(paths)} image(s) could not be read; their rows are "
+                      "NaN (strict=True makes this an error):\n" + "\n".join(f"  {p}: {r}" for p, r in unreadable[:100]),
+                      UnreadableImageWarning, stacklevel=2)
+    if not outs:
+        return np.zeros((0, len(m.classes)), dtype=np.float32)
+    return np.concatenate(outs)
+
+
 def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, batch_size: int = 32,
-                  strict: bool = False) -> list[dict]:
+                  strict: bool = False, progress: bool | None = None) -> list[dict]:
     """One dict per image: ``file``, ``top`` ([(class, probability)] best first), ``probs`` (all classes).
 
     Unreadable files are skipped with a note on stderr (``strict=True``: an error); when none of them
     can be read, a ValueError names the first one and why. ``top_k`` is capped at the number of classes.
-    For a regression model ``top`` is empty and ``values`` holds the outputs.
+    For a regression model ``top`` is empty and ``values`` holds the outputs. ``progress``: see
+    :func:`predict_with_progress` (a bar on a terminal, nothing in a log).
     """
     if top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
@@ -83,11 +125,11 @@ def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, ba
     found = list_images(inputs)
     if not found:
         raise ValueError("no images given: name image files and/or folders holding them")
-    paths, bad = _readable(found, strict)
+    paths, bad = _readable(found, strict, progress)
     if paths:
         with warnings.catch_warnings():  # the skipped files are reported below, once
             warnings.simplefilter("ignore", UnreadableImageWarning)
-            out = m.predict_images(paths, tta=tta, batch_size=batch_size, strict=strict)
+            out = predict_with_progress(m, paths, tta=tta, batch_size=batch_size, strict=strict, progress=progress)
         # a file that passed the probe but failed when decoded for the model has a NaN row: skip it too
         failed = {p for p, _ in m.unreadable}
         bad += [(Path(p), r) for p, r in m.unreadable]

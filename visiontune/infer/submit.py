@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.atomic import atomic_write_text
-from .predict import _readable, list_images, load_model
+from .predict import _readable, list_images, load_model, predict_with_progress
 
 __all__ = ["make_submission"]
 
@@ -29,8 +29,12 @@ def _id_key(stem: str):
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
 
 
-def make_submission(model, test_dir, out, binary: bool = False, tta: bool = False, batch_size: int = 32) -> Path:
-    """Write the submission CSV for every image in ``test_dir``; return its path."""
+def make_submission(model, test_dir, out, binary: bool = False, tta: bool = False, batch_size: int = 32,
+                    progress: bool | None = None) -> Path:
+    """Write the submission CSV for every image in ``test_dir``; return its path.
+
+    On a terminal a progress bar shows while the images are checked and predicted; in a log nothing.
+    """
     m = load_model(model)
     if m.kind != "single":
         raise ValueError(f"submissions need a single-label classifier; this model is {m.kind!r}")
@@ -39,13 +43,14 @@ def make_submission(model, test_dir, out, binary: bool = False, tta: bool = Fals
     test_dir = Path(test_dir)
     if not test_dir.is_dir():
         raise FileNotFoundError(f"test folder {test_dir} does not exist")
-    paths, _ = _readable(list_images([test_dir]), strict=True)
+    paths, _ = _readable(list_images([test_dir]), strict=True, progress=progress)
     ids = [p.stem for p in paths]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{test_dir} holds files with the same name and different suffixes; ids must be unique")
     order = sorted(range(len(paths)), key=lambda i: _id_key(ids[i]))
     paths, ids = [paths[i] for i in order], [ids[i] for i in order]
-    probs = np.asarray(m.predict_images(paths, tta=tta, batch_size=batch_size), dtype=np.float64)
+    probs = np.asarray(predict_with_progress(m, paths, tta=tta, batch_size=batch_size, strict=True,
+                                             desc="submission", progress=progress), dtype=np.float64)
     probs = np.clip(probs, 0.0, None)
     probs /= probs.sum(axis=1, keepdims=True)  # float32 exp(log_softmax) sums to 1 within ~1e-6; make it exact
     buf = io.StringIO()

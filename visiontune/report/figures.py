@@ -1,7 +1,9 @@
 """Plots for the run report: pure functions that take data and return a matplotlib ``Figure``.
 
-Figures are built with ``matplotlib.figure.Figure`` directly (Agg canvas), so nothing here touches
-pyplot's global state or the user's backend. :func:`fig_to_png_bytes` renders one to PNG.
+Figures come from :func:`visiontune.utils.display.new_figure` (an Agg canvas, constrained layout, and
+``_repr_png_`` so they display inline in Jupyter), so nothing here touches pyplot's global state or the
+user's backend. :func:`fig_to_png_bytes` renders one to PNG. Text that comes from data (class names,
+rules, phase names) is drawn as plain text and wrapped to the figure's width, so nothing is cut off.
 
 >>> fig = fig_class_counts({"ants": 10, "bees": 12})
 >>> fig_to_png_bytes(fig)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
@@ -9,27 +11,25 @@ True
 """
 from __future__ import annotations
 
-import io
+import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 90
+from ..utils.display import DPI, new_figure, plain_text, png_bytes
+
+__all__ = ["DPI", "fig_class_counts", "fig_confusion_matrix", "fig_lr_find", "fig_lr_schedule", "fig_metrics",
+           "fig_size_histograms", "fig_to_png_bytes"]
 
 
 def _figure(w: float = 6.0, h: float = 3.2) -> Figure:
-    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(w, h)
 
 
 def fig_to_png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
     """The figure rendered as PNG bytes (the figure's own dpi unless ``dpi`` is given)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
-    return buf.getvalue()
+    return png_bytes(fig, dpi)
 
 
 def fig_class_counts(counts: Mapping[str, int], title: str = "Images per class") -> Figure:
@@ -41,7 +41,7 @@ def fig_class_counts(counts: Mapping[str, int], title: str = "Images per class")
     names = [str(k) for k, _ in items][::-1]
     values = [v for _, v in items][::-1]
     ax.barh(range(len(values)), values, color="#4c72b0")
-    ax.set_yticks(range(len(values)), names, fontsize=8 if n <= 30 else 6)
+    ax.set_yticks(range(len(values)), [plain_text(n) for n in names], fontsize=8 if n <= 30 else 6)
     ax.set_xlabel("images")
     shown = f" (largest {len(items)} of {len(counts)})" if len(items) < len(counts) else ""
     ax.set_title(title + shown)
@@ -88,7 +88,10 @@ def fig_lr_find(
     if chosen_lr:
         ax.axvline(chosen_lr, color="#c44e52", linestyle="--", label=f"chosen {chosen_lr:.2e}")
         ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title + (f"\nrule: {rule}" if rule else ""), fontsize=10)
+    fig.suptitle(plain_text(title), fontsize=10)
+    if rule:  # wrapped to the figure's width: a long rule was cut off at the edge
+        ax.set_title(plain_text(textwrap.fill(f"rule: {rule}", max(20, int(fig.get_figwidth() * 13)))), fontsize=8,
+                     color="#444444")
     return fig
 
 
@@ -100,6 +103,7 @@ def fig_lr_schedule(schedule: Mapping[str, Sequence]) -> Figure:
     fig = _figure(7.0, 3.0)
     ax = fig.add_subplot()
     start = 0
+    mids, names = [], []
     labelled: set[int] = set()
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
     for phase, lrs in schedule.items():
@@ -116,13 +120,18 @@ def fig_lr_schedule(schedule: Mapping[str, Sequence]) -> Figure:
             ax.plot(x, a[:, g], color=colors[g % len(colors)], linewidth=1.2, label=label)
         if start:
             ax.axvline(start, color="#999999", linewidth=0.8, linestyle=":")
-        ax.text(start, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", rotation=90)
+        mids.append(start + (len(a) - 1) / 2)
+        names.append(plain_text(phase))
         start += len(a)
     ax.set_xlabel("iteration")
     ax.set_ylabel("learning rate")
+    if names:  # phase names above the plot, centred on their phase: never over the curves
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(mids, names, fontsize=7)
+        top.tick_params(length=0)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    ax.set_title("Learning-rate schedule")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("Learning-rate schedule", fontsize=10)
     return fig
 
 
@@ -153,27 +162,11 @@ def fig_metrics(rows: Sequence[Mapping], loss_keys=("trn_loss", "val_loss"), met
 
 
 def fig_confusion_matrix(cm: np.ndarray, classes: Sequence[str]) -> Figure:
-    """Confusion matrix (rows: actual, columns: predicted) with counts written in small matrices."""
-    cm = np.asarray(cm)
-    n = len(classes)
-    side = min(max(4.0, 0.35 * n + 1.5), 14.0)
-    fig = _figure(side, side)
-    ax = fig.add_subplot()
-    ax.imshow(cm, cmap="Blues", interpolation="nearest")
-    if n <= 40:
-        fs = 8 if n <= 15 else 5
-        ax.set_xticks(range(n), [str(c) for c in classes], rotation=90, fontsize=fs)
-        ax.set_yticks(range(n), [str(c) for c in classes], fontsize=fs)
-    if n <= 15:
-        thresh = cm.max() / 2 if cm.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > thresh else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(f"Confusion matrix\n{int(cm.sum())} validation images", fontsize=10)
-    return fig
+    """Confusion matrix with class names (rows: actual, columns: predicted): the interpretation API's plot
+    (:func:`visiontune.report.interpret.plot_confusion_matrix`), so the report and a notebook draw the same."""
+    from .interpret import plot_confusion_matrix
+
+    return plot_confusion_matrix(cm, classes, title=f"Confusion matrix, {int(np.asarray(cm).sum())} validation images")
 
 
 def _num(v) -> float:

@@ -4,9 +4,14 @@
 ``report.html``: every image is an embedded base64 PNG, there are no external URLs and no scripts.
 A section whose inputs are missing (a partial or interrupted run) shows a short "not available" note.
 
-Sections, in order (:data:`SECTIONS`): run configuration, timing, class counts, image sizes,
-augmentation previews, learning-rate finder, learning-rate schedule, training history, confusion
-matrix, most-confused pairs, top losses.
+The report leads with the answer. Sections, in order (:data:`SECTIONS`): the summary (accuracy, TTA
+accuracy, log loss, wall time, the per-class precision / recall / F1 table, and which steps ran or were
+skipped and why), timing, class counts, image sizes, augmentation previews, learning-rate finder,
+learning-rate schedule, training history, confusion matrix, most-confused pairs, top losses, and last
+the run configuration in words (``yes`` / ``no`` / ``not set``, not Python's ``True`` / ``None``).
+
+The confusion matrix, the most-confused pairs, the top losses and the per-class table come from
+:class:`visiontune.report.interpret.ClassificationInterpretation`, the same code as ``learn.interpret()``.
 """
 from __future__ import annotations
 
@@ -26,11 +31,12 @@ import numpy as np
 from visiontune.utils.atomic import atomic_write_text
 
 from . import figures
+from .interpret import ClassificationInterpretation
 
 log = logging.getLogger(__name__)
 
 SECTIONS = (
-    "Run configuration",
+    "Summary",
     "Timing",
     "Class counts",
     "Image sizes",
@@ -41,6 +47,7 @@ SECTIONS = (
     "Confusion matrix",
     "Most confused",
     "Top losses",
+    "Run configuration",
 )
 N_TOP_LOSSES = 16
 N_MOST_CONFUSED = 20
@@ -63,6 +70,11 @@ img{max-width:100%;height:auto}
 .grid figure{margin:0;width:170px;font-size:.8em}
 .grid figcaption{margin-top:.2em} .wrong{color:#b00}
 nav a{margin-right:.8em;font-size:.9em}
+.answer{display:flex;flex-wrap:wrap;gap:1em;margin:.6em 0 1em}
+.answer div{border:1px solid #ddd;border-radius:6px;padding:.4em .9em;min-width:9em}
+.answer b{display:block;font-size:1.6em;font-variant-numeric:tabular-nums}
+.answer span{color:#555;font-size:.85em}
+td.skipped{color:#a60}
 """
 
 
@@ -151,6 +163,8 @@ class _Run:
         self.schedule = _read_json(run_dir / "schedule.json")
         self.data_summary = _read_json(run_dir / "data_summary.json")
         self.val_predictions = _read_csv(run_dir / "val_predictions.csv")
+        progress = _read_json(run_dir / "progress.json")
+        self.progress = progress if isinstance(progress, dict) else None
 
     def _kind(self) -> str:
         for src in (self.preprocessing, self.config):
@@ -184,14 +198,38 @@ class _Run:
 
 
 # -- sections -------------------------------------------------------------------------------------------------------
+def _readable(v) -> str:
+    """A configuration value in words: ``yes`` / ``no`` / ``not set``, lists joined, numbers short."""
+    if v is None or v == "":
+        return "not set"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_readable(x) for x in v) if v else "none"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_readable(x)}" for k, x in v.items()) if v else "none"
+    return str(v)
+
+
+def _setting_rows(d: dict, prefix: str = "") -> list[list[str]]:
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v and prefix == "":  # one level of nesting becomes "recipe / key" rows
+            rows.extend(_setting_rows(v, f"{k} / "))
+        else:
+            rows.append([f"{prefix}{str(k).replace('_', ' ')}", _readable(v)])
+    return rows
+
+
 def _sec_config(run: _Run) -> str:
     if not isinstance(run.config, dict):
         return _na("config.json is missing")
-    rows = [[k, v] for k, v in run.config.items()]
-    parts = [_table(["setting", "value"], rows)]
+    parts = [_table(["setting", "value"], _setting_rows(run.config))]
     if isinstance(run.preprocessing, dict):
         pre = {k: v for k, v in run.preprocessing.items() if k != "classes"}
-        parts.append("<h3>Preprocessing</h3>" + _table(["setting", "value"], [[k, v] for k, v in pre.items()]))
+        parts.append("<h3>Preprocessing</h3>" + _table(["setting", "value"], _setting_rows(pre)))
     return "".join(parts)
 
 
@@ -211,6 +249,91 @@ def timing_table(progress: dict) -> str:
             for k, v in laps.items()]
     rows.append(["total (the whole run)", sum(rows_by_phase.values()), float(np.nansum(list(laps.values())))])
     return _table(["lap", "epochs", "seconds"], rows, num_cols={1, 2})
+
+
+def _seconds_text(sec: float) -> str:
+    """``75.3`` -> ``1 min 15 s``; under a minute one decimal."""
+    if not math.isfinite(sec):
+        return "not recorded"
+    if sec < 60:
+        return f"{sec:.1f} s"
+    m, s_ = divmod(int(round(sec)), 60)
+    if m < 60:
+        return f"{m} min {s_} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min"
+
+
+def _answer_box(label: str, value: str, note: str = "") -> str:
+    return f"<div><span>{_esc(label)}</span><b>{_esc(value)}</b>{f'<span>{_esc(note)}</span>' if note else ''}</div>"
+
+
+def _sec_summary(run: _Run) -> str:
+    """The answer first: accuracy, TTA accuracy, log loss, wall time; per-class table; steps run and skipped."""
+    final = (run.progress or {}).get("final") or {}
+    got = _interpretation(run)
+    have_interp = not isinstance(got, str)
+    interp, has_probs = got if have_interp else (got, False)
+    acc = final.get("accuracy")
+    if acc is None and have_interp:
+        acc = float((interp.preds == interp.targets).mean())
+    tta = final.get("tta_accuracy")
+    log_loss = float(interp.losses.mean()) if has_probs else final.get("val_loss")
+    seconds = final.get("seconds", (run.progress or {}).get("elapsed"))
+    if seconds is None and run.metrics:
+        seconds = float(np.nansum([_num(r.get("seconds")) for r in run.metrics]))
+    if acc is None and tta is None and log_loss is None and seconds is None:
+        return _na("progress.json and val_predictions.csv are missing")
+    views = final.get("tta_views")
+    n_val = len(interp.targets) if have_interp else None
+    boxes = [
+        _answer_box("accuracy", f"{acc:.4f}" if isinstance(acc, (int, float)) else "not recorded",
+                    f"{n_val} validation images" if n_val else ""),
+        _answer_box("TTA accuracy", f"{tta:.4f}" if isinstance(tta, (int, float)) else "no TTA",
+                    f"clean view + {views} augmented" if isinstance(tta, (int, float)) and views else ""),
+        _answer_box("log loss" if run.kind == "single" else "validation loss",
+                    f"{log_loss:.4f}" if isinstance(log_loss, (int, float)) else "not recorded"),
+        _answer_box("wall time", _seconds_text(float(seconds)) if isinstance(seconds, (int, float)) else "not recorded"),
+    ]
+    parts = [f'<div class="answer">{"".join(boxes)}</div>']
+    if have_interp:
+        rows = interp.per_class_table()
+        parts.append("<h3>Per class</h3>" + _table(["class", "precision", "recall", "F1", "images"], rows,
+                                                     num_cols={1, 2, 3, 4}))
+    else:
+        parts.append(f'<p class="muted">Per-class table: {_esc(interp)}.</p>')
+    parts.append(_steps_table(run))
+    return "".join(parts)
+
+
+def _steps_table(run: _Run) -> str:
+    if not run.progress:
+        return '<p class="muted">Steps: progress.json is missing.</p>'
+    skipped: dict[str, str] = {}
+    for entry in run.progress.get("skipped") or []:
+        step, _, why = str(entry).partition(":")
+        skipped[step.strip()] = why.strip()
+    timings = run.progress.get("timings") or {}
+    rows, seen = [], set()
+    for step in list(run.progress.get("completed") or []) + list(skipped):
+        if step in seen:
+            continue
+        seen.add(step)
+        t = timings.get(step)
+        if step in skipped:
+            rows.append((step, "skipped", skipped[step] or "no reason recorded", ""))
+        else:
+            rows.append((step, "ran", "", _seconds_text(float(t)) if isinstance(t, (int, float)) else ""))
+    status = str(run.progress.get("status", "unknown"))
+    out = [f"<h3>Steps</h3><p class=\"muted\">{len([r for r in rows if r[1] == 'ran'])} ran, "
+           f"{len(skipped)} skipped; the run is {_esc(status)}.</p>",
+           "<table><thead><tr><th>step</th><th>status</th><th>why skipped</th><th>time</th></tr></thead><tbody>"]
+    for step, state, why, t in rows:
+        cls = ' class="skipped"' if state == "skipped" else ""
+        out.append(f"<tr><td>{_esc(step.replace('_', ' '))}</td><td{cls}>{state}</td><td>{_esc(why)}</td>"
+                   f'<td class="num">{_esc(t)}</td></tr>')
+    out.append("</tbody></table>")
+    return "".join(out)
 
 
 def _sec_timing(run: _Run) -> str:
@@ -349,14 +472,24 @@ def _single_label_predictions(run: _Run):
     return [rows[i] for i in keep], classes, np.array([t[i] for i in keep]), np.array([p[i] for i in keep]), probs
 
 
-def _confusion(run: _Run):
+def _interpretation(run: _Run):
+    """The validation predictions as a ``ClassificationInterpretation``, or a reason it is not available.
+    Without ``p_<class>`` columns the predicted class gets probability 1 (counts stay exact)."""
     got = _single_label_predictions(run)
     if isinstance(got, str):
         return got
-    rows, classes, t, p, _ = got
-    cm = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(cm, (t, p), 1)
-    return cm, classes
+    rows, classes, t, p, probs = got
+    has_probs = probs is not None and np.isfinite(probs).all()
+    if not has_probs:
+        probs = np.eye(len(classes))[p]
+    return ClassificationInterpretation(probs, t, classes, items=[r.get("fname", "") for r in rows]), has_probs
+
+
+def _confusion(run: _Run):
+    got = _interpretation(run)
+    if isinstance(got, str):
+        return got
+    return got[0].confusion_matrix(), got[0].classes
 
 
 def _sec_confusion(run: _Run) -> str:
@@ -370,16 +503,13 @@ def _sec_confusion(run: _Run) -> str:
 
 
 def _sec_most_confused(run: _Run) -> str:
-    got = _confusion(run)
+    got = _interpretation(run)
     if isinstance(got, str):
         return _na(got)
-    cm, classes = got
-    off = [(int(cm[i, j]), classes[i], classes[j]) for i in range(len(classes)) for j in range(len(classes))
-           if i != j and cm[i, j] > 0]
-    if not off:
+    pairs = got[0].most_confused()
+    if not pairs:
         return '<p class="muted">No validation image was misclassified.</p>'
-    off.sort(key=lambda x: (-x[0], x[1], x[2]))
-    return _table(["actual", "predicted", "count"], [[a, b, n] for n, a, b in off[:N_MOST_CONFUSED]], num_cols={2})
+    return _table(["actual", "predicted", "count"], [list(x) for x in pairs[:N_MOST_CONFUSED]], num_cols={2})
 
 
 def _thumbnail(path: Path) -> bytes | None:
@@ -452,7 +582,7 @@ def _sec_top_losses(run: _Run) -> str:
 
 
 _BUILDERS: dict[str, Callable[[_Run], str]] = {
-    "Run configuration": _sec_config,
+    "Summary": _sec_summary,
     "Timing": _sec_timing,
     "Class counts": _sec_class_counts,
     "Image sizes": _sec_sizes,
@@ -463,6 +593,7 @@ _BUILDERS: dict[str, Callable[[_Run], str]] = {
     "Confusion matrix": _sec_confusion,
     "Most confused": _sec_most_confused,
     "Top losses": _sec_top_losses,
+    "Run configuration": _sec_config,
 }
 
 

@@ -19,12 +19,14 @@ and how good each class is (precision, recall, F1 from scikit-learn).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 __all__ = ["ClassificationInterpretation", "plot_confusion_matrix", "MAX_MATRIX_CLASSES"]
 
+THUMB_SIDE = 256  # plot_top_losses decodes big JPEGs at about this size (draft mode)
 MAX_MATRIX_CLASSES = 30
 """A confusion matrix with more classes shows only the most-confused ones (120 breeds stay readable)."""
 
@@ -60,6 +62,27 @@ class ClassificationInterpretation:
     def from_log_preds(cls, log_preds, targets, classes: Sequence, items: Sequence | None = None):
         """From the lesson's ``log_preds`` (what ``learn.predict()`` / ``learn.TTA()[0]`` return)."""
         return cls(np.exp(np.asarray(log_preds, dtype=np.float64)), targets, classes, items)
+
+    @classmethod
+    def from_learner(cls, learn, tta: bool = False, n_aug: int = 4) -> "ClassificationInterpretation":
+        """The validation set's predictions of a single-label ``ConvLearner`` (``learn.interpret()``).
+
+        ``tta=True``: the TTA predictions (``n_aug`` augmented views and the clean one, averaged).
+        Items are the validation images' paths, so ``plot_top_losses`` shows the photos.
+        """
+        kind = getattr(learn, "kind", "single")
+        if kind != "single":
+            raise ValueError(f"interpretation needs single-label data; this learner's data is {kind!r} "
+                             "(for multi-label data use fbeta / accuracy_thresh on learn.predict())")
+        data = learn.data
+        log_preds, y = learn.TTA(n_aug=n_aug) if tta else learn.predict_with_targs()
+        ds = data.val_ds
+        fnames = getattr(ds, "fnames", None)
+        items = None
+        if fnames is not None and len(fnames) == len(y):
+            root = Path(getattr(ds, "path", None) or data.path)
+            items = [root / f for f in fnames]
+        return cls.from_log_preds(log_preds, y, data.classes, items)
 
     # ------------------------------------------------------------------------------------- numbers
     def confusion_matrix(self) -> np.ndarray:
@@ -153,9 +176,9 @@ class ClassificationInterpretation:
             return images(i)
         if self.items is None:
             return None
-        from ..imaging.decode import open_image
+        from ..data.imageio import load_image
 
-        return open_image(self.items[i])
+        return load_image(self.items[i], target_size=THUMB_SIDE)
 
 
 def plot_confusion_matrix(cm, classes: Sequence, max_classes: int = MAX_MATRIX_CLASSES, normalize: bool = False,

@@ -1,7 +1,8 @@
 """The lesson's ``plots(ims, rows=2)``: a grid of images, returned as a matplotlib Figure.
 
 The figure is built with ``matplotlib.figure.Figure`` (no pyplot state, no backend switch), so it is
-safe in scripts, threads and headless machines; in Jupyter a returned Figure displays itself, and
+safe in scripts, threads and headless machines; in Jupyter the returned figure displays itself inline
+(``_repr_png_``, no ``%matplotlib inline`` needed), and
 ``fig.savefig("augs.png")`` writes it.
 
 >>> import numpy as np
@@ -52,7 +53,7 @@ def plots(ims, rows: int = 1, titles: Sequence | None = None, figsize=(12, 6), m
     Returns:
         the ``matplotlib.figure.Figure``.
     """
-    from matplotlib.figure import Figure
+    from ..utils.display import new_figure, plain_text
 
     ims = [_as_hwc(im) for im in ims]
     if rows < 1:
@@ -60,13 +61,13 @@ def plots(ims, rows: int = 1, titles: Sequence | None = None, figsize=(12, 6), m
     if titles is not None and len(titles) != len(ims):
         raise ValueError(f"got {len(titles)} titles for {len(ims)} images")
     cols = max(1, math.ceil(len(ims) / rows))
-    fig = Figure(figsize=figsize)
+    fig = new_figure(*figsize)
     if maintitle is not None:
-        fig.suptitle(maintitle, fontsize=16)
+        fig.suptitle(plain_text(maintitle), fontsize=16)
     for i, im in enumerate(ims):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.axis("off")
         if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=16)
+            ax.set_title(plain_text(titles[i]), fontsize=16)
         ax.imshow(im, interpolation=None if interp else "none", cmap="gray" if im.ndim == 2 else None)
     return fig

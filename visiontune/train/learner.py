@@ -73,7 +73,7 @@ def loss_for(kind: str) -> Callable:
 
 
 READ_AHEAD_BYTES = 256 * 2**20  # decoded batches kept while the first engine builds
-LR_FIND_MIN_ITERS = 100  # lr_find's default sweep on precomputed activations, when an epoch is shorter
+LR_FIND_MIN_ITERS = 100  # lr_find's default sweep when an epoch is shorter (fastai 2's num_it; the data cycles)
 LR_FIND_WARMUP = 10  # lr_find tracks its best loss (for the 4x stop) only after this many iterations
 
 
@@ -102,6 +102,31 @@ def set_seed(seed: int) -> None:
 
 def _default_device() -> torch.device:
     return distributed.default_device()  # cuda:LOCAL_RANK under torchrun
+
+
+class FitLogs(list):
+    """The per-epoch logs ``fit`` returns: a list of dicts that a notebook cell does not echo.
+
+    ``fit`` prints one line per epoch already; as a cell's last expression the full list of dicts
+    would follow as a long ``Out[]``. IPython calls ``_ipython_display_`` instead of showing the value,
+    and this one shows nothing. ``repr`` is one line. Everything else is a plain list.
+
+    >>> logs = FitLogs([{"epoch": 0, "val_loss": 0.25, "accuracy": 0.9}])
+    >>> logs
+    FitLogs(1 epoch, last: epoch 0, val_loss 0.25, accuracy 0.9)
+    >>> logs[0]["accuracy"]
+    0.9
+    """
+
+    def _ipython_display_(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        if not self:
+            return "FitLogs(no epoch)"
+        last = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self[-1].items()
+                         if k not in ("lr", "seconds", "trn_loss"))
+        return f"FitLogs({len(self)} epoch{'s' if len(self) != 1 else ''}, last: {last})"
 
 
 class ConvLearner:
@@ -148,6 +173,7 @@ class ConvLearner:
         self.callbacks: list[Callback] = []
         self._bn_freeze = True
         self._n_frozen = 0
+        self._warned_precompute_unfreeze = False
         self._engines: dict = {}
         self._acts: dict[str, np.ndarray] = {}  # split/view -> activations (for the current body digest)
         self._acts_digest: str | None = None
@@ -208,8 +234,15 @@ class ConvLearner:
         self.freeze_to(-1)
 
     def unfreeze(self) -> None:
-        """Train every layer group."""
+        """Train every layer group (once ``precompute`` is off: on cached activations only the head trains)."""
         self.freeze_to(0)
+        if self.precompute and not self._warned_precompute_unfreeze:
+            self._warned_precompute_unfreeze = True
+            import warnings
+
+            warnings.warn("unfreeze() while precompute=True: fit still trains only the head, on the cached "
+                          "activations. Set learn.precompute = False to train the unfrozen layers.",
+                          UserWarning, stacklevel=2)
 
     def bn_freeze(self, frozen: bool = True) -> None:
         """Keep (True, default) or stop keeping the body's BatchNorm running statistics frozen."""
@@ -309,13 +342,14 @@ class ConvLearner:
         module = self._features_module()
         digest = self._body_digest()  # the pool has no weights: the body's (memoised) digest names the module
         if ("features", digest, fp32) in self._engines:
-            return run_engine(self._engine("features", module, n_images, digest, fp32), loader, progress=self.verbose)
+            return run_engine(self._engine("features", module, n_images, digest, fp32), loader,
+                              progress=self._engine_progress())
         # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
         # holding at most READ_AHEAD_BYTES of uint8 batches
         batch_bytes = 3 * self.data.sz ** 2 * max(1, int(getattr(loader, "batch_size", None) or self.data.bs))
         with reading_ahead(loader, depth=max(2, min(16, READ_AHEAD_BYTES // batch_bytes))) as early:
             engine = self._engine("features", module, n_images, digest, fp32)
-            return run_engine(engine, early, progress=self.verbose)
+            return run_engine(engine, early, progress=self._engine_progress())
 
     def activations(self, split: str, view: str = "clean", seed: int = 0) -> np.ndarray:
         """Pooled body activations of ``split`` ('train', 'valid', 'test') for a view, from the cache."""
@@ -469,7 +503,8 @@ class ConvLearner:
         """Train for ``n_cycle`` epochs, or ``n_cycle`` SGDR cycles of ``cycle_len * cycle_mult**k`` epochs.
 
         ``lrs`` (and ``wds``) is a number or one value per layer group. Prints one line per epoch:
-        ``[epoch, trn_loss, val_loss, metrics...]``. Returns the per-epoch logs.
+        ``[epoch, trn_loss, val_loss, metrics...]``. Returns the per-epoch logs as a :class:`FitLogs`
+        list, which a notebook cell does not echo (the epoch lines were printed already).
 
         ``checkpoint``: a path; after every epoch the full training state (weights, optimizer, schedule
         position, RNG states, callbacks' state) is written there atomically. ``resume``: a state read
@@ -547,14 +582,22 @@ class ConvLearner:
             self._engines.clear()
         for cb in callbacks:
             cb.on_train_end(self)
-        return logs_all
+        return FitLogs(logs_all)
 
     def _progress_bar(self, total: int, desc: str):
+        """A bar per epoch: widget or text bar in Jupyter, text bar in a terminal, nothing in a log."""
         if not self.verbose:
             return None
-        from tqdm.auto import tqdm
+        from ..utils.display import progress_bar
 
-        return tqdm(total=total, desc=desc, leave=False, disable=None)
+        return progress_bar(total, desc, unit="batch")
+
+    def _engine_progress(self) -> bool:
+        """The forward engine's own bar (a terminal's tqdm) is left out in Jupyter, where tqdm.auto would
+        print a red "IProgress not found" warning without ipywidgets."""
+        from ..utils.display import in_notebook
+
+        return self.verbose and not in_notebook()
 
     def _print_epoch(self, epoch: int, trn_loss: float, vals: list[float], seconds: float, header: bool) -> None:
         """The lesson's row ``[ epoch trn_loss val_loss metrics... ]`` with the epoch's time; a header with
@@ -603,12 +646,62 @@ class ConvLearner:
         out, y = self._outputs("valid")
         return evaluate(out, y, self.crit, self.metrics)
 
-    def predict(self, is_test: bool = False) -> np.ndarray:
-        """Outputs for the validation (or test) set: log-probabilities for single-label data."""
-        return self._outputs("test" if is_test else "valid")[0]
+    def predict(self, item=None, is_test: bool = False):
+        """The lesson's ``learn.predict()``: outputs for the validation set (``is_test=True``: the test set),
+        log-probabilities for single-label data.
+
+        Given one image (a path or a PIL image), fastai 2's ``learn.predict(item)``: returns
+        ``(class name, class index, probabilities)`` for single-label data, ``(names above 0.5, 0/1 per
+        label, probabilities)`` for multi-label, and ``(values, None, values)`` for regression. The image
+        goes through the validation transforms, as the validation set's images do.
+        """
+        if isinstance(item, bool):  # learn.predict(True): the lesson's positional is_test
+            item, is_test = None, item
+        if item is None:
+            return self._outputs("test" if is_test else "valid")[0]
+        return self._predict_one(item)
+
+    def _predict_one(self, item):
+        from PIL import Image
+
+        if isinstance(item, (str, os.PathLike)):
+            from ..data.imageio import load_image
+
+            img = load_image(item, target_size=getattr(self.data.val_tfms, "min_side", None))
+        elif isinstance(item, Image.Image):
+            img = item.convert("RGB")
+        else:
+            raise TypeError(f"learn.predict takes an image file path or a PIL image (or nothing, for the validation "
+                            f"set), not {type(item).__name__}")
+        x = self.data.val_tfms.normalize(self.data.val_tfms(img)).unsqueeze(0).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.model.eval()
+        with torch.no_grad(), autocast_context(self.device, self.amp):
+            out = self.model(x).float().cpu().numpy()[0]
+        classes = list(self.data.classes or [])
+        if self.kind == "single":
+            probs = np.exp(out)
+            idx = int(probs.argmax())
+            return (classes[idx] if classes else idx), idx, probs
+        if self.kind == "multi":
+            hits = (out > 0.5).astype(np.int64)
+            return [c for c, h in zip(classes, hits) if h], hits, out
+        return out, None, out
 
     def predict_with_targs(self, is_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
         return self._outputs("test" if is_test else "valid")
+
+    def interpret(self, tta: bool = False, n_aug: int = 4):
+        """Looking at the validation results: a
+        :class:`~visiontune.report.interpret.ClassificationInterpretation` (confusion matrix, most
+        confused, top losses, most correct / incorrect / uncertain, per-class precision / recall / F1).
+
+        ``tta=True`` interprets the TTA predictions (``n_aug`` augmented views + the clean one).
+        """
+        from ..report.interpret import ClassificationInterpretation
+
+        return ClassificationInterpretation.from_learner(self, tta=tta, n_aug=n_aug)
 
     def TTA(self, n_aug: int = 4, is_test: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Test-time augmentation: the clean view plus ``n_aug`` augmented views, averaged.
@@ -636,10 +729,10 @@ class ConvLearner:
     def lr_find(self, start_lr=1e-5, end_lr=10, wds=None, num_it: int | None = None, stop_div: bool = True):
         """Sweep the rate exponentially from ``start_lr`` to ``end_lr``, then restore the model exactly.
 
-        One epoch by default, as in fastai 0.7, but at least :data:`LR_FIND_MIN_ITERS` iterations on
-        precomputed activations (where an iteration costs about a millisecond, and one epoch of a small
-        dataset is too few points for a curve) and at least 2 on images; ``num_it`` iterations if
-        given. The data cycles when the sweep is longer than an epoch. Stops early once the
+        One epoch by default, as in fastai 0.7, but at least :data:`LR_FIND_MIN_ITERS` iterations (fastai
+        2's default), on precomputed activations and on images alike: one epoch of a small dataset is
+        too few points for a curve (hymenoptera unfrozen: 3 iterations). When the sweep is longer than an
+        epoch the data cycles, and the learner says so; ``num_it`` sets the length. Stops early once the
         smoothed loss exceeds 4x its minimum, the minimum being tracked from iteration
         :data:`LR_FIND_WARMUP` on (fastai's rule: a noisy start cannot stop the sweep).
         ``learn.sched.plot()`` shows the curve with the suggested rate.
@@ -648,7 +741,12 @@ class ConvLearner:
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
         ipe = self._iters_per_epoch()
-        num_it = num_it or max(ipe, LR_FIND_MIN_ITERS if self.precompute else 2)
+        if num_it is None:
+            num_it = max(ipe, LR_FIND_MIN_ITERS)
+            if num_it > ipe and self.verbose:
+                print(f"lr_find: one epoch is {ipe} iteration{'s' if ipe != 1 else ''}, too few for a curve; "
+                      f"sweeping {num_it} iterations over the training data {math.ceil(num_it / ipe)} times "
+                      "(num_it= sets the length)", flush=True)
         start = np.asarray(self._group_values(start_lr, "start_lr"))
         end = np.asarray(self._group_values(end_lr, "end_lr"))
         rates = lr_find_rates(1.0, float(end[-1] / start[-1]), num_it)

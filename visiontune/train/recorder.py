@@ -2,7 +2,8 @@
 
 ``plot()`` draws loss against learning rate (the lr finder's view) and marks the suggested
 rate; ``plot_lr()`` draws the rate per iteration; ``plot_loss()`` the losses. Each returns a
-matplotlib Figure and saves it to PNG when given ``path``.
+matplotlib Figure that displays itself inline in Jupyter (:class:`visiontune.utils.display.DisplayFigure`:
+no ``%matplotlib inline`` needed) and saves it to PNG when given ``path``.
 """
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ class Recorder:
         Leaves out the first ``n_skip`` and last ``n_skip_end`` iterations, as fastai 0.7 does; a
         sweep too short for that keeps at least 2 points, trimming both ends in proportion.
         """
-        from matplotlib.figure import Figure
+        from ..utils.display import new_figure
 
-        fig = Figure(figsize=(6, 4))
+        fig = new_figure(6, 4)
         ax = fig.add_subplot()
         start, end = plot_window(len(self.lrs), n_skip, n_skip_end)
         lrs, losses = np.array(self.lrs[start:end]), smooth(self.losses)[start:end]
@@ -59,9 +60,9 @@ class Recorder:
 
     def plot_lr(self, path=None):
         """Learning rate per iteration (SGDR restarts show as saw teeth)."""
-        from matplotlib.figure import Figure
+        from ..utils.display import new_figure
 
-        fig = Figure(figsize=(6, 4))
+        fig = new_figure(6, 4)
         ax = fig.add_subplot()
         ax.plot(range(len(self.lrs)), self.lrs)
         ax.set_xlabel("iterations")
@@ -70,9 +71,9 @@ class Recorder:
 
     def plot_loss(self, path=None):
         """Training loss per iteration."""
-        from matplotlib.figure import Figure
+        from ..utils.display import new_figure
 
-        fig = Figure(figsize=(6, 4))
+        fig = new_figure(6, 4)
         ax = fig.add_subplot()
         ax.plot(range(len(self.losses)), self.losses, alpha=0.4, label="loss")
         ax.plot(range(len(self.losses)), smooth(self.losses), label="smoothed")

@@ -20,32 +20,46 @@ True
 """
 from __future__ import annotations
 
+import functools
 import io
 import sys
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 __all__ = ["DisplayFigure", "DPI", "in_notebook", "new_figure", "plain_text", "png_bytes", "progress_bar"]
 
 DPI = 90
 
 
-class DisplayFigure(Figure):
-    """A ``Figure`` that IPython displays as a PNG (``_repr_png_``)."""
+@functools.cache
+def _display_figure_class():
+    # matplotlib loads on the first figure, not on import: `visiontune predict` only needs the progress bar
+    from matplotlib.figure import Figure
 
-    def _repr_png_(self) -> bytes:
-        return png_bytes(self)
+    class DisplayFigure(Figure):
+        """A ``Figure`` that IPython displays as a PNG (``_repr_png_``)."""
+
+        def _repr_png_(self) -> bytes:
+            return png_bytes(self)
+
+    DisplayFigure.__module__, DisplayFigure.__qualname__ = __name__, "DisplayFigure"
+    return DisplayFigure
 
 
-def new_figure(w: float = 6.0, h: float = 3.2, dpi: int = DPI) -> DisplayFigure:
-    """A new figure of ``w`` x ``h`` inches with its own Agg canvas and a constrained layout."""
-    fig = DisplayFigure(figsize=(w, h), dpi=dpi, layout="constrained")
+def __getattr__(name: str):
+    if name == "DisplayFigure":
+        return _display_figure_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def new_figure(w: float = 6.0, h: float = 3.2, dpi: int = DPI):
+    """A new :class:`DisplayFigure` of ``w`` x ``h`` inches with its own Agg canvas and a constrained layout."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _display_figure_class()(figsize=(w, h), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
+def png_bytes(fig, dpi: int | None = None) -> bytes:
     """The figure rendered as PNG bytes (the figure's own dpi unless ``dpi`` is given)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
