@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--aug-epochs", type=int, default=3, help="step 4 epochs (3)")
     m.add_argument("--max-cycles", type=int, default=3, help="SGDR cycles at most in step 8 (3 = 7 epochs)")
     m.add_argument("--patience", type=int, default=2, help="stop step 8 after this many epochs without improvement")
-    m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented views for TTA (4, 2 with --fast; 0 = none)")
+    m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented TTA views, 0-4: mirror, zoom in, zoom in mirrored, zoom out (4, 2 with --fast; 0 = none)")
     m.add_argument("--ps", type=_finite_float, help="head dropout")
     m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     m.add_argument("--export-format", choices=("onnx", "torchscript"), default="onnx")
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="run folder, model.json, or model.onnx / model.pt")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
-    p.add_argument("--tta", action="store_true", help="average 5 deterministic views (flips, zooms)")
+    p.add_argument("--tta", action="store_true", help="average the clean view and the TTA views the run used (model.json's tta_views)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_predict)
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("test_dir", help="folder of test images")
     s.add_argument("--out", required=True, metavar="FILE", help="submission CSV to write")
     s.add_argument("--binary", action="store_true", help="two classes: id,label = probability of class 1")
-    s.add_argument("--tta", action="store_true", help="average 5 deterministic views")
+    s.add_argument("--tta", action="store_true", help="average the clean view and the TTA views the run used")
     s.set_defaults(func=cmd_submit)
 
     # export --------------------------------------------------------------------------------------------

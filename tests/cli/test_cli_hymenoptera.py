@@ -80,6 +80,30 @@ def test_export_onnx_matches_the_learner(hymenoptera_run, cli_env):
           f"max diff {np.abs(got - probs).max():.2e}")
     assert same_pred.mean() >= 0.99
     assert (same_pred & close).mean() >= 0.99
+    # evaluation runs in fp32 on the same decode and views: the export reproduces the run, not just nearly
+    assert np.abs(got - probs).max() <= 1e-4
+
+
+def test_predict_tta_reproduces_the_runs_tta_accuracy(hymenoptera_run):
+    """One TTA: the views the run averaged (model.json's tta_views) are the ones ExportedModel averages, so
+    anyone holding the export gets the run's TTA predictions and accuracy."""
+    from visiontune.imaging.views import tta_views
+    from visiontune.infer.exported import ExportedModel
+
+    run, _ = hymenoptera_run
+    rows, classes, _ = _val_predictions(run)
+    final = json.loads((run / "progress.json").read_text())["final"]
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["tta_views"] == list(tta_views(final["tta_views"])) == ["center", "hflip", "zoom_in"]  # --fast: 2
+    model = ExportedModel.load(run / "model.json")
+    got = model.predict_images([HYMENOPTERA / r["fname"] for r in rows], tta=True)
+    want_max = np.array([float(r["tta_p_max"]) for r in rows])
+    same = np.array([classes[i] for i in got.argmax(1)]) == np.array([r["tta_pred"] for r in rows])
+    print(f"predict --tta vs the run's TTA: {same.mean():.4f} same class, max diff of the top probability "
+          f"{np.abs(got.max(1) - want_max).max():.2e}")
+    assert same.mean() >= 0.99 and np.abs(got.max(1) - want_max).max() <= 1e-4
+    acc = np.mean([classes[i] == r["target"] for i, r in zip(got.argmax(1), rows)])
+    assert abs(acc - final["tta_accuracy"]) <= 1 / len(rows) + 1e-9
 
 
 def test_predict(hymenoptera_run, cli_env, tmp_path):

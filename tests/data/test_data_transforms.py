@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
+from visiontune.imaging.views import VIEW_NAMES, tta_views, view_image
 from visiontune.transforms import (CropType, ImageTransforms, tfms_from_model, transforms_basic, transforms_side_on,
-                                   transforms_top_down, tta_views)
+                                   transforms_top_down)
 from visiontune.transforms.augment import RandomDihedral, RandomFlip, RandomLighting, RandomRotate
 
 
@@ -160,7 +161,19 @@ def test_bad_arguments_rejected():
 
 def test_tta_views_and_min_side():
     trn, val = tfms_from_model("resnet34", 32, aug_tfms=transforms_side_on, max_zoom=1.5, crop_pct=0.8)
-    v = tta_views(_img(), trn, n_aug=3)
-    assert v.shape == (3, 3, 32, 32) and v.dtype == torch.uint8
-    assert trn.min_side == 48 and val.min_side == 40
+    img = _img()
+    views = [val.with_view(name)(img) for name in tta_views(4)]
+    assert [v.shape for v in views] == [(3, 32, 32)] * 5 and views[0].dtype == torch.uint8
+    assert torch.equal(views[0], val(img))  # the clean view is the validation transform
+    assert torch.equal(views[1], views[0].flip(-1)) and torch.equal(views[3], views[2].flip(-1))
+    assert len({v.numpy().tobytes() for v in views}) == 5
+    # the same pixels ExportedModel feeds its model (imaging.views, torch-free)
+    for name, v in zip(VIEW_NAMES, views):
+        ref = np.asarray(view_image(img, name, sz=32, crop_pct=0.8, interpolation=val.interpolation))
+        assert np.array_equal(v.permute(1, 2, 0).numpy(), ref), name
+    assert trn.min_side == 48 and val.min_side == 40 and val.with_view("zoom_in").min_side == 46
+    with pytest.raises(ValueError, match="validation transforms"):
+        trn.with_view("hflip")
+    with pytest.raises(ValueError, match="n_aug must be between 0 and 4"):
+        tta_views(5)
     assert isinstance(trn, ImageTransforms) and trn.train and not val.train

@@ -156,14 +156,14 @@ def plain_views(m: ExportedModel, path) -> list[np.ndarray]:
     with Image.open(path) as im:
         im = im.convert("RGB")
 
-    def crop(short):
+    def crop(short):  # torchvision's resize + centre crop, as one resize of the crop's source box
         w, h = im.size
         nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-        r = im if (nw, nh) == (w, h) else im.resize((nw, nh), rs)
         left, top = int(round((nw - m.input_size) / 2.0)), int(round((nh - m.input_size) / 2.0))
-        return r.crop((left, top, left + m.input_size, top + m.input_size))
+        box = (left * w / nw, top * h / nh, (left + m.input_size) * w / nw, (top + m.input_size) * h / nh)
+        return im.resize((m.input_size, m.input_size), rs, box=box)
 
-    c, z = crop(m.resize_size), crop(int(round(m.resize_size * exported_mod.TTA_ZOOM)))
+    c, z = crop(m.resize_size), crop(max(m.input_size, round(m.resize_size * exported_mod.TTA_ZOOM)))
     f = Image.Transpose.FLIP_LEFT_RIGHT
     return [m._to_array(v) for v in (c, c.transpose(f), z, z.transpose(f), crop(m.input_size))]
 

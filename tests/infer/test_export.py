@@ -81,8 +81,9 @@ def test_single_label_matches_torch(tmp_path, images, fmt):
     assert got.shape == (len(images), 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
-    # preprocessing equals torchvision's, and the batch axis is dynamic
-    np.testing.assert_allclose(m.preprocess(images), x.numpy(), atol=1e-5, rtol=0)
+    # preprocessing equals torchvision's within one grey level (the learner's validation transform: one resize
+    # of the centre crop's source box, imaging.views), and the batch axis is dynamic
+    np.testing.assert_allclose(m.preprocess(images), x.numpy(), atol=1.01 / 255 / min(PRE["std"]), rtol=0)
     np.testing.assert_allclose(m.predict_batch(x.numpy()), want, atol=1e-4, rtol=0)
     np.testing.assert_allclose(m.predict_batch(x[:1].numpy()), want[:1], atol=1e-4, rtol=0)
     # PIL images work as well as paths

@@ -1,4 +1,5 @@
-"""Imaging: the one decode path (:mod:`visiontune.imaging.decode`). Needs only numpy and Pillow, no torch.
+"""Imaging: the one decode path (:mod:`visiontune.imaging.decode`) and the one definition of the evaluation
+and TTA views (:mod:`visiontune.imaging.views`). Needs only numpy and Pillow, no torch.
 
 Every image visiontune reads (datasets, predict, submit, inspect, the report, ``ExportedModel`` and the
 Python API) is decoded by :func:`~visiontune.imaging.decode.open_image`: raster formats only, regular
@@ -9,5 +10,6 @@ from ..utils.lazy import lazy_exports
 _EXPORTS = {
     ".decode": ("DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "PIL_FORMATS", "ImageLoadError",
                 "image_header", "open_image", "open_regular", "probe_image", "probe_images", "read_bytes"),
+    ".views": ("MAX_TTA_VIEWS", "TTA_ZOOM", "VIEW_NAMES", "tta_views", "view_image"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -27,10 +27,12 @@ import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from visiontune.imaging.views import VIEW_NAMES
 from visiontune.models.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from visiontune.utils.atomic import atomic_write_bytes, atomic_write_json
 
@@ -99,6 +101,7 @@ def export_model(
     kind: str = "single",
     fmt: str = "onnx",
     name: str = "model",
+    tta_views: Sequence[str] | None = None,
 ) -> Path:
     """Write ``out_dir/{name}.onnx`` (or ``.pt``) and ``out_dir/{name}.json``; return the model file's path.
 
@@ -107,8 +110,14 @@ def export_model(
 
     ``onnx`` is a dependency of visiontune; where it has been removed, ``fmt='onnx'`` writes
     TorchScript (``{name}.pt``, ``"format": "torchscript"`` in the JSON) with one warning line instead.
+    ``tta_views``: the views (:mod:`visiontune.imaging.views`, starting with ``'center'``) that
+    ``predict --tta`` averages, written to the JSON; the run passes those its TTA accuracy used.
     """
     _check_args(preprocessing, classes, kind, fmt)
+    if tta_views is not None and (not tta_views or tta_views[0] != "center"
+                                  or any(v not in VIEW_NAMES for v in tta_views)):
+        raise ValueError(f"tta_views must start with 'center' and name views among {', '.join(VIEW_NAMES)}; "
+                         f"got {list(tta_views)}")
     if fmt == "onnx" and not _onnx_installed():
         log.warning("visiontune: onnx is not installed, so the model is exported as TorchScript (%s.pt) "
                     "instead of ONNX; `pip install onnx onnxruntime` for ONNX", name)
@@ -144,6 +153,8 @@ def export_model(
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
     }
+    if tta_views is not None:
+        meta["tta_views"] = list(tta_views)
     atomic_write_json(out_dir / f"{name}.json", meta)
     log.info("exported %s (%s, %d classes) to %s", kind, fmt, len(classes), model_path)
     return model_path

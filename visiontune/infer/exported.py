@@ -7,14 +7,16 @@
 Preprocessing (the same as the validation transforms): decode to RGB with EXIF orientation applied
 (:func:`visiontune.imaging.decode.open_image`, at full size: a path and the same image opened with PIL
 give identical outputs),
-resize the short side to ``int(input_size / crop_pct)`` with the stored interpolation, centre-crop
-``input_size`` x ``input_size``, scale to [0, 1], subtract ``mean`` and divide by ``std``.
+resize the short side to ``int(input_size / crop_pct)`` with the stored interpolation,
+centre-crop ``input_size`` x ``input_size`` (one resize of the crop's source box), scale to [0, 1], subtract
+``mean`` and divide by ``std``: the learner's validation transform, :mod:`visiontune.imaging.views`.
 An image whose long side exceeds :data:`MAX_ASPECT` times its short side (a 1 x 30000 strip) is
 first centre-cropped along its long side to that ratio, so that resizing it stays small; only the
 centre survives the crops anyway. Other images are unaffected (the snippet below skips this step).
 
-Test-time augmentation (``tta=True``) averages the outputs of five deterministic views
-(see :data:`TTA_VIEWS`):
+Test-time augmentation (``tta=True``) averages the outputs of the deterministic views of
+:mod:`visiontune.imaging.views` that model.json's ``tta_views`` names (the ones the run's TTA accuracy
+was measured with; all five when absent):
 
 0. the centre crop (the plain prediction);
 1. its horizontal flip;
@@ -34,16 +36,16 @@ Without visiontune, an exported ONNX model runs with only onnxruntime, numpy and
         sess = ort.InferenceSession(str(pathlib.Path(json_path).with_name(meta["file"])),
                                     providers=["CPUExecutionProvider"])
         size = meta["input_size"]
-        short = int(size / meta["crop_pct"])
+        short = max(size, int(size / meta["crop_pct"] + 1e-9))
         resample = getattr(Image.Resampling, meta["interpolation"].upper())
         batch = []
         for p in image_paths:
             im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
             w, h = im.size
             nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-            im = im.resize((nw, nh), resample)
-            left, top = int(round((nw - size) / 2)), int(round((nh - size) / 2))
-            im = im.crop((left, top, left + size, top + size))
+            left, top = round((nw - size) / 2), round((nh - size) / 2)  # the centre crop's box, scaled back
+            box = (left * w / nw, top * h / nh, (left + size) * w / nw, (top + size) * h / nh)
+            im = im.resize((size, size), resample, box=box)
             x = np.asarray(im, dtype=np.float32) / 255.0
             x = (x - np.array(meta["mean"], np.float32)) / np.array(meta["std"], np.float32)
             batch.append(x.transpose(2, 0, 1))
@@ -64,11 +66,12 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from visiontune.imaging.views import TTA_ZOOM, VIEW_NAMES, clean_short_side, view_image  # noqa: F401 (TTA_ZOOM: API)
+
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
 REQUIRED_KEYS = ("format", "file", "input_size", "mean", "std", "interpolation", "crop_pct", "classes", "kind")
 KINDS = ("single", "multi", "reg")
-TTA_ZOOM = 1.15
-TTA_VIEWS = ("center", "hflip", "zoom_in", "zoom_in_hflip", "zoom_out")
+TTA_VIEWS = VIEW_NAMES  # every view; model.json's "tta_views" names the ones predict --tta averages
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -119,20 +122,6 @@ def open_rgb(image, target_size: int | None = None) -> Image.Image:
     full size, never in draft mode, so a path and the same file opened with PIL give identical pixels;
     ``target_size`` is accepted for compatibility and ignored."""
     return open_image(image)
-
-
-def resize_short(im: Image.Image, short: int, resample) -> Image.Image:
-    """Resize so the short side is ``short`` pixels, keeping the aspect ratio (torchvision's rule)."""
-    w, h = im.size
-    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-    return im if (nw, nh) == (w, h) else im.resize((nw, nh), resample)
-
-
-def center_crop(im: Image.Image, size: int) -> Image.Image:
-    """The central ``size`` x ``size`` square (padded with black where the image is smaller)."""
-    w, h = im.size
-    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
-    return im.crop((left, top, left + size, top + size))
 
 
 @dataclass
@@ -199,8 +188,19 @@ class ExportedModel:
     # -- preprocessing ----------------------------------------------------------------------------------------
     @property
     def resize_size(self) -> int:
-        """The short side before the centre crop: ``int(input_size / crop_pct)``."""
-        return int(self.input_size / self.crop_pct)
+        """The short side before the centre crop: ``int(input_size / crop_pct)`` (at least ``input_size``)."""
+        return clean_short_side(self.input_size, self.crop_pct)
+
+    @property
+    def tta_views(self) -> tuple[str, ...]:
+        """The views ``tta=True`` averages: model.json's ``tta_views`` (what the run's TTA accuracy used),
+        else all of :data:`TTA_VIEWS`."""
+        names = tuple((self.meta or {}).get("tta_views") or VIEW_NAMES)
+        unknown = [n for n in names if n not in VIEW_NAMES]
+        if unknown or not names or names[0] != "center":
+            raise ValueError(f"model.json: tta_views must start with 'center' and name views among "
+                             f"{', '.join(VIEW_NAMES)}; got {list(names)}")
+        return names
 
     def _to_array(self, im: Image.Image) -> np.ndarray:
         x = np.asarray(im, dtype=np.float32) / 255.0
@@ -208,17 +208,12 @@ class ExportedModel:
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
     def views(self, image, tta: bool = False) -> list[np.ndarray]:
-        """The normalised CHW float32 arrays fed to the model: one (centre) view, or the five TTA views."""
-        rs = _resample(self.interpolation)
-        im = limit_aspect(open_image(image))  # the same decode for a path and a PIL image
-        center = center_crop(resize_short(im, self.resize_size, rs), self.input_size)
-        if not tta:
-            return [self._to_array(center)]
-        zoom_in = center_crop(resize_short(im, int(round(self.resize_size * TTA_ZOOM)), rs), self.input_size)
-        zoom_out = center_crop(resize_short(im, self.input_size, rs), self.input_size)
-        flip = Image.Transpose.FLIP_LEFT_RIGHT
-        views = [center, center.transpose(flip), zoom_in, zoom_in.transpose(flip), zoom_out]
-        return [self._to_array(v) for v in views]
+        """The normalised CHW float32 arrays fed to the model: the clean view, or every view in
+        :attr:`tta_views` (:mod:`visiontune.imaging.views`, the learner's own)."""
+        im = open_image(image)  # the same decode for a path and a PIL image
+        names = self.tta_views if tta else ("center",)
+        return [self._to_array(view_image(im, name, sz=self.input_size, crop_pct=self.crop_pct,
+                                          interpolation=self.interpolation)) for name in names]
 
     def preprocess(self, images: Sequence) -> np.ndarray:
         """A normalised float32 NCHW batch (centre views) for a list of paths or PIL images."""
@@ -243,7 +238,7 @@ class ExportedModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         images = list(images)
-        n_views = len(TTA_VIEWS) if tta else 1
+        n_views = len(self.tta_views) if tta else 1
         per_batch = max(1, batch_size // n_views)
         rows: list[np.ndarray | None] = [None] * len(images)
         self.unreadable = []

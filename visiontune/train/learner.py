@@ -280,6 +280,7 @@ class ConvLearner:
         keys = ("sz", "mean", "std", "crop_pct", "crop_type", "interpolation", "max_zoom", "aug_names")
         desc = {k: getattr(tfms, k, None) for k in keys}
         desc["repr"] = repr(tfms)
+        desc["geometry"] = "imaging.views"  # the views' resize rule (int(sz / crop_pct), one box resize)
         if getattr(tfms, "train", False) and getattr(tfms, "item_seedable", False):
             desc["rng"] = "per-image seeds"  # augmented views drawn per image (threaded loaders): not older caches' views
         return desc
@@ -291,6 +292,8 @@ class ConvLearner:
         ds = self._split_dataset(split)
         aug = view.startswith("aug")
         tfms = self.data.trn_tfms if aug else self.data.val_tfms
+        if view.startswith("view-"):
+            tfms = tfms.with_view(view[len("view-"):])
         return self.cache.key(
             arch=self.arch.timm_name, weights=self._body_digest(), split=split, view=view,
             tfms=self._tfms_desc(tfms), root=str(Path(self.data.path).resolve()),
@@ -375,11 +378,13 @@ class ConvLearner:
         return arr
 
     def _view_loader(self, split: str, view: str, seed: int):
-        """An ordered loader of ``split`` with clean (validation) or augmented (training) transforms."""
+        """An ordered loader of ``split`` with clean (validation), TTA-view (``view-<name>``) or augmented
+        (training) transforms."""
         aug = view.startswith("aug")
         if aug:
             torch.manual_seed(_view_seed(view, seed))
-        return ordered_loader(self.data, split, augment=aug)
+        return ordered_loader(self.data, split, augment=aug,
+                              tta_view=view[len("view-"):] if view.startswith("view-") else None)
 
     def save_fc1(self) -> None:
         """Compute (or read back) the clean activations of train, validation and test."""
@@ -704,26 +709,31 @@ class ConvLearner:
         return ClassificationInterpretation.from_learner(self, tta=tta, n_aug=n_aug)
 
     def TTA(self, n_aug: int = 4, is_test: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Test-time augmentation: the clean view plus ``n_aug`` augmented views, averaged.
+        """Test-time augmentation: the clean view plus ``n_aug`` (0 to 4) augmented views, averaged.
 
-        Returns (log of the mean probability, targets) for single-label data, so that
-        ``accuracy(log_preds, y)`` and ``log_loss(y, np.exp(log_preds))`` work as in the lesson;
-        mean probabilities for multi-label and mean values for regression. With a frozen body
-        the views' activations come from the cache, so a second call costs milliseconds.
+        The views are :mod:`visiontune.imaging.views` (mirror, zoom in, zoom in mirrored, zoom out), the
+        ones ``ExportedModel`` and ``visiontune predict --tta`` use: a run's TTA accuracy is what anyone
+        holding its export reproduces. Returns (log of the mean probability, targets) for single-label
+        data, so that ``accuracy(log_preds, y)`` and ``log_loss(y, np.exp(log_preds))`` work as in the
+        lesson; mean probabilities for multi-label and mean values for regression. With a frozen body
+        the views' activations come from the cache, so a second call costs milliseconds. ``seed`` is
+        kept for compatibility; the views are deterministic.
         """
+        from ..imaging.views import tta_views
+
         split = "test" if is_test else "valid"
+        names = tta_views(n_aug)
         clean, y = self._outputs(split)
-        views = [clean] + [self._aug_outputs(split, k, seed) for k in range(n_aug)]
+        views = [clean] + [self._view_outputs(split, name) for name in names[1:]]
         if self.kind == "single":
             probs = np.mean([np.exp(v) for v in views], axis=0)
             return np.log(np.clip(probs, 1e-12, None)), y
         return np.mean(views, axis=0), y
 
-    def _aug_outputs(self, split: str, k: int, seed: int) -> np.ndarray:
-        view = f"tta{k}"
+    def _view_outputs(self, split: str, name: str) -> np.ndarray:
         if self._can_use_cached_body():
-            return self._head_outputs(self.activations(split, f"aug-{view}", seed))
-        return self._predict_images(self._view_loader(split, f"aug-{view}", seed))
+            return self._head_outputs(self.activations(split, f"view-{name}"))
+        return self._predict_images(self._view_loader(split, f"view-{name}", 0))
 
     # ---------------------------------------------------------------- lr finder
     def lr_find(self, start_lr=1e-5, end_lr=10, wds=None, num_it: int | None = None, stop_div: bool = True):
@@ -836,11 +846,15 @@ class ConvLearner:
                 f"precompute={self.precompute}, frozen_groups={self._n_frozen})")
 
 
-def ordered_loader(data, split: str, augment: bool):
-    """Images of ``split`` in order, with validation (clean) or training (augmented) transforms."""
+def ordered_loader(data, split: str, augment: bool, tta_view: str | None = None):
+    """Images of ``split`` in order, with validation (clean) transforms, one TTA view of them
+    (:mod:`visiontune.imaging.views`), or training (augmented) transforms."""
     from ..data.sources import Loader
 
     ds = {"train": data.trn_ds, "valid": data.val_ds, "test": data.test_ds}[split]
+    if tta_view is not None and tta_view != "center":
+        tfms = data.val_tfms.with_view(tta_view)
+        return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms, threaded=True)
     if not augment:
         return {"train": data.fix_dl, "valid": data.val_dl, "test": data.test_dl}[split]
     tfms = data.trn_tfms

@@ -67,6 +67,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..imaging.views import MAX_TTA_VIEWS, VIEW_NAMES, tta_views
 from ..data import ImageClassifierData, get_cv_idxs
 from ..data.sources import read_label_csv
 
@@ -170,6 +171,9 @@ class TrainConfig:
         for name in ("precompute_aug", "head_epochs", "aug_epochs", "tta", "max_cycles", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.tta is not None and self.tta > MAX_TTA_VIEWS:
+            raise ValueError(f"tta must be at most {MAX_TTA_VIEWS} (--tta): the TTA views are "
+                             f"{', '.join(VIEW_NAMES)}, the clean one always included; got {self.tta}")
         for name in ("folder", "val_name", "test_name"):  # folders of the data: never outside it
             value = getattr(self, name)
             if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
@@ -984,7 +988,8 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     from ..infer.export import export_model
 
     model_path = _rank0_writes(export_model)(learn.model, run_dir, preprocessing=preprocessing_dict(data, kind),
-                                             classes=output_names(data), kind=kind, fmt=cfg.export_format)
+                                             classes=output_names(data), kind=kind, fmt=cfg.export_format,
+                                             tta_views=tta_views(n_tta))  # predict --tta: the same views
     if model_path is not None:
         folder.note_written(Path(model_path).name)
         folder.note_written("model.json")
@@ -1112,5 +1117,10 @@ def export_run(run_dir, fmt: str = "onnx", out_dir=None) -> Path:
     from ..infer.export import export_model
 
     model, pre, classes, kind = load_run_model(run_dir)
+    try:  # the views the run's TTA accuracy was measured with, so predict --tta reproduces it
+        n_views = int(((_read_run_json(Path(run_dir) / "progress.json").get("final") or {}).get("tta_views")))
+        views = tta_views(n_views) if n_views > 0 else None
+    except (ValueError, TypeError, OSError):
+        views = None  # an older or unfinished run: predict --tta averages every view
     return export_model(model, Path(out_dir) if out_dir else Path(run_dir), preprocessing=pre, classes=classes,
-                        kind=kind, fmt=fmt)
+                        kind=kind, fmt=fmt, tta_views=views)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import copy
 import enum
 import math
 from typing import Callable, Sequence
@@ -21,10 +22,11 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ..data.imageio import limit_aspect
+from ..imaging.decode import limit_aspect
+from ..imaging.views import TTA_ZOOM, VIEW_NAMES, clean_short_side, resize_center_crop, view_image  # noqa: F401 (re-export)
 from .augment import RandomDihedral, RandomFlip, RandomLighting, RandomRotate, random_int, random_uniform
 
-__all__ = ["CropType", "ImageTransforms", "tfms_from_model", "tfms_from_stats", "tta_views",
+__all__ = ["CropType", "ImageTransforms", "tfms_from_model", "tfms_from_stats",
            "imagenet_stats", "inception_stats"]
 
 imagenet_stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -51,27 +53,6 @@ class CropType(enum.Enum):
 _PIL_RESAMPLE = {name: getattr(Image.Resampling, name.upper()) for name in _INTERP}
 
 
-def resize_center_crop(img: Image.Image, short_side: int, sz: int, resample=Image.Resampling.BILINEAR) -> Image.Image:
-    """``img`` scaled so its short side is ``short_side``, then its centre ``sz x sz`` (torchvision's
-    ``resize`` + ``center_crop`` rules, the pixels they give) in one PIL resize of just the source box that
-    becomes the crop: about half the work of scaling the whole image first.
-
-    >>> img = Image.effect_noise((400, 300), 64).convert("RGB")
-    >>> from torchvision.transforms.v2 import functional as F
-    >>> two_steps = F.center_crop(F.resize(img, 256), [224, 224])
-    >>> one_step = resize_center_crop(img, 256, 224)
-    >>> one_step.size, bool(np.abs(np.asarray(one_step, int) - np.asarray(two_steps, int)).max() <= 1)
-    ((224, 224), True)
-    """
-    w, h = img.size
-    nw, nh = (short_side, int(short_side * h / w)) if w <= h else (int(short_side * w / h), short_side)
-    left, top = int(round((nw - sz) / 2.0)), int(round((nh - sz) / 2.0))
-    if nw < sz or nh < sz:  # cannot happen for short_side >= sz; the plain way keeps torchvision's padding
-        return F.center_crop(F.resize(img, short_side, antialias=True), [sz, sz])
-    sx, sy = w / nw, h / nh
-    return img.resize((sz, sz), resample, box=(left * sx, top * sy, (left + sz) * sx, (top + sz) * sy))
-
-
 class ImageTransforms:
     """``PIL.Image -> uint8 CHW tensor`` of size ``sz x sz``, plus the normalisation that goes with it.
 
@@ -88,7 +69,7 @@ class ImageTransforms:
     def __init__(self, *, sz: int, mean: Sequence[float], std: Sequence[float], train: bool,
                  aug_tfms: Sequence[Callable] | None = None, max_zoom: float | None = None,
                  crop_type: CropType = CropType.RANDOM, crop_pct: float = 1.0,
-                 interpolation: str = "bilinear"):
+                 interpolation: str = "bilinear", view: str = "center"):
         if not isinstance(sz, (int, np.integer)) or isinstance(sz, bool) or sz <= 0:
             raise ValueError(f"sz must be a positive int (the square side in pixels), got {sz!r}")
         if max_zoom is not None and max_zoom < 1:
@@ -116,6 +97,17 @@ class ImageTransforms:
         self.crop_type = crop_type
         self.crop_pct = float(crop_pct)
         self.interpolation = interpolation
+        if view not in VIEW_NAMES or (self.train and view != "center"):
+            raise ValueError(f"view must be one of {', '.join(VIEW_NAMES)} (validation transforms only), got {view!r}")
+        self.view = view
+
+    def with_view(self, view: str) -> "ImageTransforms":
+        """These validation transforms showing TTA view ``view`` (see :mod:`visiontune.imaging.views`)."""
+        out = copy.copy(self)
+        if self.train or view not in VIEW_NAMES:
+            raise ValueError(f"with_view needs validation transforms and one of {', '.join(VIEW_NAMES)}, got {view!r}")
+        out.view = view
+        return out
 
     @property
     def item_seedable(self) -> bool:
@@ -131,7 +123,7 @@ class ImageTransforms:
         """Smallest decoded side this transform needs (used for JPEG draft decoding)."""
         if self.train:
             return math.ceil(self.sz * (self.max_zoom or 1.0))
-        return math.ceil(self.sz / self.crop_pct)
+        return math.ceil(clean_short_side(self.sz, self.crop_pct) * (TTA_ZOOM if self.view.startswith("zoom_in") else 1.0))
 
     def __call__(self, img) -> torch.Tensor:
         if isinstance(img, torch.Tensor):
@@ -142,8 +134,8 @@ class ImageTransforms:
             img = img.convert("RGB")
         sz = self.sz
         if not self.train:
-            return F.pil_to_tensor(resize_center_crop(img, max(sz, round(sz / self.crop_pct)), sz,
-                                                      _PIL_RESAMPLE[self.interpolation]))
+            return F.pil_to_tensor(view_image(img, self.view, sz=sz, crop_pct=self.crop_pct,
+                                              interpolation=self.interpolation))
         interp = _INTERP[self.interpolation]
         zoom = 1.0
         if self.max_zoom and self.max_zoom > 1:
@@ -188,6 +180,8 @@ class ImageTransforms:
     def __repr__(self) -> str:
         kind = "train" if self.train else "valid"
         extra = f", max_zoom={self.max_zoom}, aug_tfms={self.aug_tfms}" if self.train else f", crop_pct={self.crop_pct}"
+        if not self.train and self.view != "center":
+            extra += f", view={self.view!r}"
         return (f"ImageTransforms({kind}, sz={self.sz}, mean={self.mean}, std={self.std}, "
                 f"crop_type={self.crop_type.name}{extra})")
 
@@ -227,10 +221,3 @@ def tfms_from_model(arch, sz: int, aug_tfms=None, max_zoom: float | None = None,
     interp = pp.interpolation if pp.interpolation in _INTERP else "bilinear"
     return tfms_from_stats((pp.mean, pp.std), sz, aug_tfms=aug_tfms, max_zoom=max_zoom,
                            crop_type=crop_type, crop_pct=crop_pct, interpolation=interp)
-
-
-def tta_views(img, trn_tfms: ImageTransforms, n_aug: int = 4) -> torch.Tensor:
-    """``n_aug`` randomly augmented views of one image (uint8, ``(n_aug, 3, sz, sz)``) for test-time augmentation."""
-    if n_aug < 1:
-        raise ValueError(f"n_aug must be >= 1, got {n_aug}")
-    return torch.stack([trn_tfms(img) for _ in range(n_aug)])
