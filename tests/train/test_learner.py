@@ -199,13 +199,22 @@ def test_tta_returns_log_probs_and_cached_equals_uncached(make_learner):
     assert accuracy(log_preds, y) >= 0.9
 
 
-def test_tta_seed_draws_other_views_and_each_seed_is_cached_apart(make_learner):
+def test_tta_averages_the_named_views_the_export_uses(make_learner):
+    """TTA is the clean view plus the first n_aug views of imaging.views, each through the validation
+    transform of that view: deterministic (no seed matters) and the same as ExportedModel's."""
+    from visiontune.imaging.views import tta_views
+
     learn = make_learner(precompute=True)
     learn.fit(1e-2, 1)
-    seed0, _ = learn.TTA()
-    seed1, _ = learn.TTA(seed=1)
-    assert not np.allclose(seed0, seed1)
-    assert np.array_equal(learn.TTA(seed=1)[0], seed1) and np.array_equal(learn.TTA()[0], seed0)
+    clean, y = learn.predict_with_targs()
+    two, _ = learn.TTA(n_aug=2)
+    per_view = [np.exp(clean)] + [np.exp(learn._view_outputs("valid", name)) for name in tta_views(2)[1:]]
+    np.testing.assert_allclose(np.exp(two), np.mean(per_view, axis=0), atol=1e-6)
+    assert not np.allclose(two, clean)  # the mirror and the zoom are other pixels
+    np.testing.assert_array_equal(learn.TTA(n_aug=2, seed=1)[0], two)  # deterministic views
+    np.testing.assert_allclose(np.exp(learn.TTA(n_aug=0)[0]), np.exp(clean), atol=1e-6)
+    with pytest.raises(ValueError, match="n_aug must be between 0 and 4"):
+        learn.TTA(n_aug=5)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(make_learner):
