@@ -545,7 +545,9 @@ def _read_resumed(folder: RunFolder, config: TrainConfig | None) -> tuple[TrainC
     # a value a run records as null where it was not used (val_name of a CSV layout) takes the default
     kept = {k: v for k, v in saved.items() if k in fields and not (v is None and fields[k].default is not None
                                                                      and k != "data")}
-    kept.pop("verbose", None)  # config.json records the console mode; the caller's mode applies
+    console = kept.pop("console", None)  # the mode of the session that wrote it (the caller's applies, if given)
+    if "verbose" not in kept:  # written since config.json records the console mode
+        kept["verbose"], kept["console"] = console != "quiet", "verbose" if console == "verbose" else "normal"
     try:
         cfg = TrainConfig(**kept)
         cfg.validate()
