@@ -120,8 +120,12 @@ def test_cli_console_and_timing_table_match_the_process_wall_time(shapes, tmp_pa
 
 
 # -- 13.4: a false start leaves no folder ----------------------------------------------------------------------------
-@pytest.mark.parametrize("case", ["bad data path", "unknown arch", "no weights offline"])
-def test_a_run_that_fails_before_training_leaves_no_folder(shapes, tmp_path, monkeypatch, case):
+@pytest.mark.parametrize("case, error", [
+    ("bad data path", r"data folder .*nowhere does not exist"),
+    ("unknown arch", r"unknown architecture 'no_such_arch'"),
+    ("no weights offline", r"no pretrained weights for 'resnet18'"),
+])
+def test_a_run_that_fails_before_training_leaves_no_folder(shapes, tmp_path, monkeypatch, case, error):
     monkeypatch.chdir(tmp_path)
     data, kw = shapes, {}
     if case == "bad data path":
@@ -136,12 +140,12 @@ def test_a_run_that_fails_before_training_leaves_no_folder(shapes, tmp_path, mon
     for out in (tmp_path / "runs" / "new", None):
         cfg = _cfg(data, out or "x", tmp_path / "cache", **kw)
         cfg.out = str(out) if out else None  # None: the default runs/<data name>
-        with pytest.raises((ValueError, OSError, Exception)):
+        with pytest.raises((ValueError, OSError, RuntimeError), match=error):
             train_run(cfg)
         assert not (tmp_path / "runs").exists(), case
     existing = tmp_path / "existing"
     existing.mkdir()
-    with pytest.raises(Exception):
+    with pytest.raises((ValueError, OSError, RuntimeError), match=error):
         train_run(_cfg(data, existing, tmp_path / "cache", **kw))
     assert existing.is_dir() and list(existing.iterdir()) == []
 

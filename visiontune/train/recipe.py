@@ -602,9 +602,13 @@ def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: f
             clock.budget = cfg.budget
             clock.t0 -= progress.elapsed
         else:
+            # checked again under the lock: a run that ended between the check and the lock is not overwritten
+            _rank0_reads(_choose_folder, config, None)
             cfg, progress = config, Progress()
             folder.data = Path(cfg.data).resolve()
     except BaseException:
+        if resume is None:
+            folder.abandon()
         folder.close()
         raise
     progress.status = "running"
