@@ -46,7 +46,8 @@ import _common as C  # noqa: E402
 
 SECTION = "vs_fastai"
 ARCH = "efficientnet_lite0"
-AFTER_TRAINING = ("evaluate_tta", "export", "report")  # recipe laps that come after the model is trained
+# laps that are not the recipe's training: the process's start-up (Python, imports) and what comes after
+AFTER_TRAINING = ("startup", "evaluate_tta", "export", "report")
 
 
 # ============================================================================ fastai contender (own process)

@@ -59,7 +59,8 @@ def test_missing_data_folder(cli_env, tmp_path, capsys):
 def test_csv_without_the_label_column(tmp_path, capsys):
     (tmp_path / "train").mkdir()
     (tmp_path / "labels.csv").write_text("id\nabc\ndef\n")
-    proc = call(capsys, "train", tmp_path, "--csv", "labels.csv", "--out", tmp_path / "run")
+    out = tmp_path.with_name(tmp_path.name + "-run")  # not inside the data folder (refused since issue 17)
+    proc = call(capsys, "train", tmp_path, "--csv", "labels.csv", "--out", out)
     _one_line_error(proc, "labels.csv", "two columns")
 
 

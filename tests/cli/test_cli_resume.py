@@ -55,10 +55,12 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, mo
     progress = json.loads((run / "progress.json").read_text())
     assert progress["status"] == "interrupted" and progress["current"] == "head_aug"
     assert (run / "checkpoint.pt").is_file()
+    # the cache is given again: a resumed run uses a recorded cache_dir only inside the run or data folder
+    again = TrainConfig(data="", cache_dir=str(cache), verbose=False)
     with pytest.raises(TrainingInterrupted):
-        train_run(resume=run)
+        train_run(again, resume=run)
     assert json.loads((run / "progress.json").read_text())["current"] == "sgdr_unfrozen"
-    result = train_run(resume=run)
+    result = train_run(again, resume=run)
     assert not targets
     assert result.steps == full.steps
     assert _numbers(run) == _numbers(tmp_path / "full")

@@ -194,7 +194,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_its_step_redone(tmp_path, monkeyp
     run = tmp_path / "run"
     good = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(good[: len(good) // 3])
-    result = train_run(resume=run)
+    result = train_run(TrainConfig(data="", cache_dir=str(tmp_path / "cache"), verbose=False), resume=run)
     err = capsys.readouterr().err
     assert "is not a visiontune checkpoint that can be loaded safely" in err
     assert "moved it to checkpoint.pt.damaged and redoing step head_aug from its start" in err

@@ -549,7 +549,9 @@ def _read_resumed(folder: RunFolder, config: TrainConfig | None) -> tuple[TrainC
     # a value a run records as null where it was not used (val_name of a CSV layout) takes the default
     kept = {k: v for k, v in saved.items() if k in fields and not (v is None and fields[k].default is not None
                                                                      and k != "data")}
-    kept.pop("verbose", None)  # config.json records the console mode; the caller's mode applies
+    console = kept.pop("console", None)  # the mode of the session that wrote it (the caller's applies, if given)
+    if "verbose" not in kept:  # written since config.json records the console mode
+        kept["verbose"], kept["console"] = console != "quiet", "verbose" if console == "verbose" else "normal"
     try:
         cfg = TrainConfig(**kept)
         cfg.validate()
@@ -604,9 +606,13 @@ def train_run(config: TrainConfig | None = None, *, resume=None, spent_before: f
             clock.budget = cfg.budget
             clock.t0 -= progress.elapsed
         else:
+            # checked again under the lock: a run that ended between the check and the lock is not overwritten
+            _rank0_reads(_choose_folder, config, None)
             cfg, progress = config, Progress()
             folder.data = Path(cfg.data).resolve()
     except BaseException:
+        if resume is None:
+            folder.abandon()
         folder.close()
         raise
     progress.status = "running"
