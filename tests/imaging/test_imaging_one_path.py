@@ -126,3 +126,20 @@ def test_predict_images_refuses_eps_and_special_files(model, tmp_path, monkeypat
     assert reasons[str(eps)].startswith("not an image: the file is a PostScript/EPS document")
     assert reasons[str(fifo)] == "not a regular file: a named pipe (FIFO); only regular files are read"
     assert ran == []
+
+
+def test_standalone_snippet_in_the_docs_gives_the_same_numbers(model, tmp_path):
+    """The onnxruntime-only snippet in ``infer/exported.py``'s docstring differed by up to 0.02 from
+    ``predict_images`` (draft mode on paths); with one full-size decode they agree."""
+    import textwrap
+
+    from visiontune.infer import exported
+
+    doc = exported.__doc__
+    code = textwrap.dedent(doc.split("Pillow::\n", 1)[1].split("\n(``kind", 1)[0])
+    ns: dict = {}
+    exec(compile(code, "snippet", "exec"), ns)
+    paths = [_photo(tmp_path / "a.jpg"), _photo(tmp_path / "b.jpg", size=(300, 500), orientation=3)]
+    rows = ns["run"](model.path.with_suffix(".json"), paths)
+    got = np.array([[r[c] for c in model.classes] for r in rows], dtype=np.float32)
+    np.testing.assert_allclose(got, model.predict_images(paths), atol=1e-6, rtol=0)
