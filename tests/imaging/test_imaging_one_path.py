@@ -94,3 +94,52 @@ def test_validation_dataset_decodes_like_predict(tmp_path):
     ds = FilesDataset(tmp_path, ["photo.jpg"], [0], val)
     assert ds.get_x(0).tobytes() == open_image(p).tobytes()
     assert FilesDataset(tmp_path, ["photo.jpg"], [0], trn).get_x(0).size < (480, 360)  # training may draft
+
+
+def test_predict_images_refuses_eps_and_special_files(model, tmp_path, monkeypatch):
+    """Issue 17.3/17.5 through the Python API: an EPS named .jpg (path or PIL image) and a FIFO give NaN
+    rows with their reasons; Pillow's EPS plugin never runs and nothing blocks."""
+    import os
+    import signal
+
+    from PIL import EpsImagePlugin
+
+    from visiontune.infer.exported import UnreadableImageWarning
+
+    eps = tmp_path / "drawing.jpg"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n%%EOF\n")
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    good = _photo(tmp_path / "good.jpg", size=(64, 48))
+    eps_pil = Image.open(eps, formats=["EPS"])  # what a caller might hand in
+    ran = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", lambda self, *a, **k: ran.append("load"))
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("blocked on a special file")))
+    signal.alarm(30)
+    try:
+        with pytest.warns(UnreadableImageWarning):
+            out = model.predict_images([eps, fifo, good, eps_pil])
+    finally:
+        signal.alarm(0)
+    assert np.isnan(out[[0, 1, 3]]).all() and np.isfinite(out[2]).all()
+    reasons = dict(model.unreadable)
+    assert reasons[str(eps)].startswith("not an image: the file is a PostScript/EPS document")
+    assert reasons[str(fifo)] == "not a regular file: a named pipe (FIFO); only regular files are read"
+    assert ran == []
+
+
+def test_standalone_snippet_in_the_docs_gives_the_same_numbers(model, tmp_path):
+    """The onnxruntime-only snippet in ``infer/exported.py``'s docstring differed by up to 0.02 from
+    ``predict_images`` (draft mode on paths); with one full-size decode they agree."""
+    import textwrap
+
+    from visiontune.infer import exported
+
+    doc = exported.__doc__
+    code = textwrap.dedent(doc.split("Pillow::\n", 1)[1].split("\n(``kind", 1)[0])
+    ns: dict = {}
+    exec(compile(code, "snippet", "exec"), ns)
+    paths = [_photo(tmp_path / "a.jpg"), _photo(tmp_path / "b.jpg", size=(300, 500), orientation=3)]
+    rows = ns["run"](model.path.with_suffix(".json"), paths)
+    got = np.array([[r[c] for c in model.classes] for r in rows], dtype=np.float32)
+    np.testing.assert_allclose(got, model.predict_images(paths), atol=1e-6, rtol=0)

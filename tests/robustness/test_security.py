@@ -322,7 +322,7 @@ def test_python_api_refuses_an_eps_pil_image(tmp_path, eps_spy):
     p.write_bytes(EPS)
     im = Image.open(p)  # Pillow's own open (the caller's): the plugin reads the header, nothing runs yet
     eps_spy.clear()
-    with pytest.raises(ImageLoadError, match="not an image: a EPS file"):
+    with pytest.raises(ImageLoadError, match="not an image: the PIL image is in EPS format, not a raster image"):
         open_image(im)
     with pytest.raises(ImageLoadError, match="PostScript/EPS document"):
         open_image(p)

@@ -253,16 +253,23 @@ def test_fifo_and_link_to_dev_zero_are_skipped_without_hanging(tmp_path):
 
 
 def test_open_image_refuses_special_files_at_once(tmp_path):
+    import signal
+
     from visiontune.imaging.decode import image_header, open_image, probe_image, read_bytes
 
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)
     os.symlink("/dev/zero", tmp_path / "zero.png")
-    for f in (fifo, tmp_path / "zero.png"):
-        for call in (open_image, image_header, read_bytes):
-            with pytest.raises(ImageLoadError, match="not a regular file"):
-                call(f)
-        assert probe_image(f).startswith("not a regular file")
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("blocked on a special file")))
+    signal.alarm(30)  # a regression fails here instead of hanging the suite
+    try:
+        for f in (fifo, tmp_path / "zero.png"):
+            for call in (open_image, image_header, read_bytes):
+                with pytest.raises(ImageLoadError, match="not a regular file"):
+                    call(f)
+            assert probe_image(f).startswith("not a regular file")
+    finally:
+        signal.alarm(0)
 
 
 def test_byte_cap_is_checked_before_reading(tmp_path):

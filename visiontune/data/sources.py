@@ -48,6 +48,7 @@ __all__ = [
     "SkippedFilesWarning",
     "FileChangedWarning",
     "ClassesWarning",
+    "SizeTooLargeError",
     "UnreadableFilesError",
 ]
 
@@ -537,12 +538,74 @@ def _suffix_hint(images: Path, ids: Sequence[str], suffix: str, rows: int = 20) 
     return None
 
 
+class SizeTooLargeError(ValueError):
+    """The image size and batch size need more memory than the machine has (checked before any image is read)."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still get: the system's available memory, lowered to what the
+    cgroup (container) limit leaves; ``None`` when unknown."""
+    avail = None
+    try:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or unsupported here: ask the OS
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    try:  # cgroup v2: memory.max - memory.current
+        cg = Path("/sys/fs/cgroup")
+        limit = (cg / "memory.max").read_text().strip()
+        if limit != "max":
+            left = int(limit) - int((cg / "memory.current").read_text().strip())
+            avail = left if avail is None else min(avail, left)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+_BATCH_MEMORY_FACTOR = 10
+"""A batch needs at least its float32 input and the first layers' activations: ~10 times the input."""
+
+
+def batch_memory_bytes(sz: int, bs: int) -> int:
+    """A lower bound of the memory one training batch needs: ``bs x 3 x sz x sz`` float32 values, times
+    :data:`_BATCH_MEMORY_FACTOR` (the uint8 and normalised copies and the first layers' activations).
+
+    >>> batch_memory_bytes(224, 64) / 1e6   # 224 px, 64 images: ~385 MB (fine anywhere)
+    385.35168
+    >>> batch_memory_bytes(100_000, 32) / 1e12  # 100,000 px: ~38 TB
+    38.4
+    """
+    return int(bs) * 3 * int(sz) ** 2 * 4 * _BATCH_MEMORY_FACTOR
+
+
+def check_size_fits(sz: int, bs: int, available: int | None = None) -> None:
+    """Raise :class:`SizeTooLargeError` when one batch of ``bs`` images of ``sz`` pixels cannot fit in
+    ``available`` bytes (default: :func:`available_memory`), instead of being killed for memory later."""
+    need = batch_memory_bytes(sz, bs)
+    avail = available_memory() if available is None else available
+    if avail is None or need <= avail:
+        return
+    raise SizeTooLargeError(
+        f"image size {sz} with batch size {bs} needs at least {_gb(need)} of memory for one batch "
+        f"({bs} x 3 x {sz} x {sz} float32 values and the first layers' activations), but {_gb(avail)} is "
+        "available: use a smaller --size (sz; 224 is usual) or a smaller --bs")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e12:.1f} TB" if n >= 1e12 else f"{n / 1e9:.1f} GB"
+
+
 class ClassesWarning(UserWarning):
     """The training classes cannot all be learned: a class without usable images, or only one class."""
 
 
-def _check_classes(root: Path, classes: Sequence, trn_y: np.ndarray) -> None:
-    """Single-label data: warn (one line) about classes without training images, or a lone class."""
+def _check_classes(root: Path, classes: Sequence, trn_y: np.ndarray, val_y: np.ndarray | None = None) -> None:
+    """Single-label data: warn (one line each) about classes without training images, a lone class, and
+    classes without a validation image."""
     counts = np.bincount(np.asarray(trn_y, dtype=np.int64), minlength=len(classes))
     empty = [str(c) for c, n in zip(classes, counts) if n == 0]
     usable = [str(c) for c, n in zip(classes, counts) if n > 0]
@@ -553,8 +616,23 @@ def _check_classes(root: Path, classes: Sequence, trn_y: np.ndarray) -> None:
             "anything (from_paths expects path/train/<class>/<images>, one folder per class).",
             ClassesWarning, stacklevel=4)
     elif empty:
-        warnings.warn(f"visiontune: class(es) with no usable training images: {empty}; the model can never "
+        warnings.warn(f"visiontune: class(es) with no usable training images: {_some(empty)}; the model can never "
                       "predict them. Add images or remove those class folders.", ClassesWarning, stacklevel=4)
+    if val_y is None or not len(val_y) or not len(classes):
+        return
+    val_counts = np.bincount(np.asarray(val_y, dtype=np.int64), minlength=len(classes))
+    no_val = [str(c) for c, n in zip(classes, val_counts) if n == 0]
+    if no_val:
+        warnings.warn(f"visiontune: {len(no_val)} of {len(classes)} classes have no validation image, "
+                      f"{_some(no_val)}: their accuracy is never measured. Give every class at least one "
+                      "validation image (more images per class, or a valid/<class>/ folder for each).",
+                      ClassesWarning, stacklevel=4)
+
+
+def _some(names: Sequence[str], limit: int = 10) -> str:
+    """At most ``limit`` names, then how many more: a warning stays one short line for 10,000 classes."""
+    shown = "[" + ", ".join(repr(n) for n in names[:limit]) + "]"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _filter_readable(root: Path, splits: dict, strict: bool, max_pixels) -> tuple[dict, list]:
@@ -652,11 +730,12 @@ class ImageClassifierData:
     def _from_files(cls, root: Path, splits: dict, *, classes, kind: str, tfms, bs, num_workers, strict,
                     max_pixels, extra_skipped=()) -> "ImageClassifierData":
         trn_tfms, val_tfms = _resolve_tfms(tfms)
+        check_size_fits(max(trn_tfms.sz, val_tfms.sz), bs)  # before any file is read
         splits, skipped = _filter_readable(root, splits, strict, max_pixels)
         if not splits["trn"][0]:
             raise ValueError(f"no usable training images under {root} (skipped: {len(skipped)})")
         if kind == "single":
-            _check_classes(root, classes, splits["trn"][1])
+            _check_classes(root, classes, splits["trn"][1], splits["val"][1])
 
         def ds(name, t):
             fn, y = splits[name]

@@ -276,8 +276,9 @@ def _check_pil_format(name: str, img: Image.Image) -> None:
     (loading it would run that plugin: Ghostscript for EPS)."""
     fmt = getattr(img, "format", None)
     if fmt and fmt not in PIL_FORMATS and isinstance(img, ImageFile.ImageFile):
-        raise ImageLoadError(name, f"not an image: a {fmt} file (only {_SUPPORTED} images are read; "
-                                   f"{fmt} files are never decoded, which would run an outside program for EPS)")
+        raise ImageLoadError(name, f"not an image: the PIL image is in {fmt} format, not a raster image (only "
+                                   f"{_SUPPORTED} images are read; decoding {fmt} could run an outside program "
+                                   "such as Ghostscript)")
 
 
 def _pil_name(img: Image.Image) -> str:
@@ -355,8 +356,8 @@ def open_image(source, draft: int | None = None, max_pixels: int | None = DEFAUL
 
     Args:
         source: a path (``str`` / ``os.PathLike``) or a ``PIL.Image.Image``. A path and the same file
-            opened with ``PIL.Image.open`` (decoded or not) give identical pixels. The caller's image is
-            never modified.
+            opened with ``PIL.Image.open`` (decoded or not) give identical pixels. The caller's pixels are
+            never modified (a multi-frame image is set to its first frame, which is the one used).
         draft: ``None`` (default) decodes at full size. An int lets a JPEG at least twice that size
             in both dimensions decode at 1/2, 1/4 or 1/8 scale (both sides stay >= ``draft``):
             several times faster, slightly different pixels. Only random training views use it.
