@@ -214,7 +214,8 @@ def plot_confusion_matrix(cm, classes: Sequence, max_classes: int = MAX_MATRIX_C
     ax = fig.add_subplot()
     ax.imshow(sub, cmap=cmap, interpolation="nearest")
     fs = 9 if n <= 12 else 7 if n <= 20 else 5
-    ax.set_xticks(range(n), [plain_text(names[i]) for i in shown], rotation=90, fontsize=fs)
+    upright = n <= 6 and max((len(names[i]) for i in shown), default=0) <= 10  # a few short names read level
+    ax.set_xticks(range(n), [plain_text(names[i]) for i in shown], rotation=0 if upright else 90, fontsize=fs)
     ax.set_yticks(range(n), [plain_text(names[i]) for i in shown], fontsize=fs)
     if n <= 15:
         thresh = sub.max() / 2 if sub.size else 0
