@@ -40,7 +40,7 @@ def test_lesson_notebook_shows_plots_and_no_warnings(tmp_path, monkeypatch):
         return nb.cells[_source_index(nb, start)].outputs
 
     for start in ("def get_augs", "learn.lr_find()", "learn.precompute = False", "interp = learn.interpret()",
-                  "interp.plot_top_losses", "preds = np.argmax(log_preds"):
+                  "interp.plot_top_losses", "interp.plot_rows(interp.most_uncertain", "preds = np.argmax(log_preds"):
         kinds = [o.get("data", {}).keys() for o in outputs(start) if o.output_type in ("display_data", "execute_result")]
         assert any("image/png" in k for k in kinds), f"no inline image in the cell {start!r}: {outputs(start)}"
     for cell in nb.cells:
