@@ -30,6 +30,9 @@ from . import (Adam, AdamW, ConvLearner, CropType, ImageClassifierData, SGD_Mome
                efficientnet_lite2, get_cv_idxs, mobilenetv3_large, plots, resnet18, resnet34, resnet50, resnet101,
                resnext50, tfms_from_model, transforms_basic, transforms_side_on, transforms_top_down)
 from .report.interpret import ClassificationInterpretation, plot_confusion_matrix
+from .utils.display import quiet_tqdm_auto as _quiet_tqdm_auto
+
+_quiet_tqdm_auto()  # a notebook without ipywidgets: text progress bars, no red "IProgress not found" box
 
 __all__ = [
     "glob", "math", "os", "re", "Path", "plt", "np", "pd", "PIL", "metrics",

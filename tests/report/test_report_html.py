@@ -95,6 +95,19 @@ def test_report_leads_with_the_answer(run_folder):
     assert '<td>sgdr unfrozen</td><td>ran</td><td></td><td class="num">1 min 1 s</td>' in top
 
 
+def test_a_skipped_unfrozen_phase_shows_every_step_skipped(run_folder):
+    import json
+
+    progress = json.loads((run_folder / "progress.json").read_text())
+    progress["skipped"] = ["unfreeze: --fast (precompute only)"]
+    (run_folder / "progress.json").write_text(json.dumps(progress))
+    top = _summary(write_report(run_folder).read_text())
+    assert "4 ran, 4 skipped; the run is done." in top
+    assert '<td>unfreeze</td><td class="skipped">skipped</td><td>--fast (precompute only)</td>' in top
+    assert ('<td>sgdr unfrozen</td><td class="skipped">skipped</td><td>the unfrozen phase was skipped '
+            "(--fast (precompute only))</td>") in top
+
+
 def test_configuration_reads_as_words(run_folder):
     text = write_report(run_folder).read_text()
     config = text[text.index('<section id="run-configuration">'):]

@@ -29,6 +29,7 @@ def test_predict_one_image_equals_the_batch_prediction(make_learner, tiny_path):
     # the lesson's meanings stay: the validation set, the test set
     assert learn.predict().shape == (len(fnames), 2)
     assert learn.predict(is_test=True).shape == (len(learn.data.test_ds), 2)
+    assert np.array_equal(learn.predict(True), learn.predict(is_test=True))  # the lesson's positional is_test
     with pytest.raises(TypeError, match="image file path or a PIL image"):
         learn.predict(3.5)
 

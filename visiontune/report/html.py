@@ -55,6 +55,7 @@ THUMB_PX = 160
 MAX_EMBED_BYTES = 500_000  # a larger aug_previews.png is re-encoded smaller (the page stays under ~2 MB)
 _NOT_METRICS = {"phase", "epoch", "lr", "trn_loss", "val_loss", "seconds", "time", "iters"}
 _DATA_KEYS = ("data", "data_path", "data_dir", "path")
+_UNFROZEN_STEPS = ("unfreeze", "differential_lrs", "lr_find_unfrozen", "sgdr_unfrozen")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -313,6 +314,9 @@ def _steps_table(run: _Run) -> str:
     for entry in run.progress.get("skipped") or []:
         step, _, why = str(entry).partition(":")
         skipped[step.strip()] = why.strip()
+    if "unfreeze" in skipped:  # the recipe skips the unfrozen phase as a whole and marks only its first step
+        for step in _UNFROZEN_STEPS[1:]:
+            skipped.setdefault(step, f"the unfrozen phase was skipped ({skipped['unfreeze']})")
     timings = run.progress.get("timings") or {}
     rows, seen = [], set()
     for step in list(run.progress.get("completed") or []) + list(skipped):

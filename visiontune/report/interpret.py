@@ -148,27 +148,40 @@ class ClassificationInterpretation:
         """The matrix with class names; above ``max_classes`` classes only the most-confused ones."""
         return plot_confusion_matrix(self.confusion_matrix(), self.classes, max_classes=max_classes, title=title)
 
-    def plot_top_losses(self, k: int = 9, images=None, figsize=(12, 12)):
-        """The ``k`` rows with the highest loss: actual / predicted / loss / p(actual) as titles.
+    def plot_top_losses(self, k: int = 9, images=None, figsize=None):
+        """The ``k`` rows with the highest loss: predicted / actual, loss and p(actual) as titles.
 
         ``images``: a function ``row index -> image`` (HWC array or PIL image); by default the ``items``
         are opened as image files.
         """
+        return self.plot_rows(self.top_losses(k), "top losses: predicted / actual, loss, p(actual)", images, figsize)
+
+    def plot_rows(self, rows, title: str = "predicted / actual, loss, p(actual)", images=None, figsize=None):
+        """The notes' ``plot_val_with_title``: the images of ``rows`` (say ``interp.most_incorrect("bees")``),
+        each titled predicted / actual, its loss and p(actual).
+
+        >>> probs = np.array([[0.9, 0.1], [0.3, 0.7]])
+        >>> i = ClassificationInterpretation(probs, np.array([0, 0]), ["ants", "bees"])
+        >>> fig = i.plot_rows(i.most_incorrect("ants"), "most incorrect ants", images=lambda r: np.zeros((4, 4, 3)))
+        >>> fig.axes[0].get_title()
+        'bees / ants\\nloss 1.20, p 0.30'
+        """
         from ..utils.display import new_figure, plain_text
 
-        rows = self.top_losses(k)
+        rows = [int(r) for r in np.asarray(rows).reshape(-1)]
         n = len(rows)
         cols = int(np.ceil(np.sqrt(max(n, 1))))
-        fig = new_figure(*figsize)
+        n_rows = max(1, int(np.ceil(n / cols)))
+        fig = new_figure(*(figsize or (min(3.0 * cols, 12.0), min(3.2 * n_rows + 0.4, 14.0))))
         for pos, i in enumerate(rows):
-            ax = fig.add_subplot(int(np.ceil(n / cols)), cols, pos + 1)
+            ax = fig.add_subplot(n_rows, cols, pos + 1)
             im = self._image(i, images)
             if im is not None:
                 ax.imshow(np.asarray(im))
             ax.set_axis_off()
             ax.set_title(plain_text(f"{self.classes[self.preds[i]]} / {self.classes[self.targets[i]]}\n")
                          + f"loss {self.losses[i]:.2f}, p {np.exp(-self.losses[i]):.2f}", fontsize=9)
-        fig.suptitle("predicted / actual, loss, p(actual)")
+        fig.suptitle(plain_text(title) if n else plain_text(title) + ": no such image")
         return fig
 
     def _image(self, i: int, images):
@@ -214,7 +227,8 @@ def plot_confusion_matrix(cm, classes: Sequence, max_classes: int = MAX_MATRIX_C
     ax = fig.add_subplot()
     ax.imshow(sub, cmap=cmap, interpolation="nearest")
     fs = 9 if n <= 12 else 7 if n <= 20 else 5
-    ax.set_xticks(range(n), [plain_text(names[i]) for i in shown], rotation=90, fontsize=fs)
+    upright = n <= 6 and max((len(names[i]) for i in shown), default=0) <= 10  # a few short names read level
+    ax.set_xticks(range(n), [plain_text(names[i]) for i in shown], rotation=0 if upright else 90, fontsize=fs)
     ax.set_yticks(range(n), [plain_text(names[i]) for i in shown], fontsize=fs)
     if n <= 15:
         thresh = sub.max() / 2 if sub.size else 0

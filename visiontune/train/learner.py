@@ -208,6 +208,9 @@ class ConvLearner:
             raise ValueError("xtra_cut is not supported: visiontune cuts every backbone at its pooling layer")
         if data.c is None or data.c < 1:
             raise ValueError("the data has no classes")
+        from ..utils.display import quiet_tqdm_auto
+
+        quiet_tqdm_auto()  # timm's hub client imports tqdm.auto: no "IProgress not found" box in Jupyter
         body = create_body(get_arch(arch), weights=weights, pretrained=pretrained)
         head = create_head(2 * body.num_features, data.c, ps=ps, xtra_fc=xtra_fc, kind=data_kind(data))
         if getattr(data, "is_reg", False):

@@ -24,7 +24,8 @@ import functools
 import io
 import sys
 
-__all__ = ["DisplayFigure", "DPI", "in_notebook", "new_figure", "plain_text", "png_bytes", "progress_bar"]
+__all__ = ["DisplayFigure", "DPI", "in_notebook", "new_figure", "plain_text", "png_bytes", "progress_bar",
+           "quiet_tqdm_auto"]
 
 DPI = 90
 
@@ -89,6 +90,25 @@ def _has_widgets() -> bool:
     except ImportError:
         return False
     return True
+
+
+def quiet_tqdm_auto() -> None:
+    """In Jupyter without ipywidgets, import ``tqdm.auto`` once with its "IProgress not found" warning silenced.
+
+    Libraries under the learner (huggingface_hub, through timm) import ``tqdm.auto`` on load; without
+    ipywidgets that import prints the warning as a red box in the first cell that builds a learner,
+    although visiontune's own bars are plain text there. ``tqdm.auto`` then falls back to text bars, as
+    the warning would have said. Anywhere else this does nothing.
+    """
+    if "tqdm.autonotebook" in sys.modules or not in_notebook() or _has_widgets():
+        return
+    import warnings
+
+    from tqdm.std import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import tqdm.auto  # noqa: F401
 
 
 def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", leave: bool = False, enabled: bool = True):
