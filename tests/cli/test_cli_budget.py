@@ -44,10 +44,10 @@ def test_fast_run_trains_the_head_on_clean_activations_only(tmp_path):
     assert progress["final"]["tta_views"] == 2 and result.tta_accuracy is not None
     assert {"setup", "precompute", "lr_find_head", "head_precompute", "head_aug", "evaluate_tta", "export",
             "report"} <= set(progress["timings"])
-    # no augmented training view was cached: train + valid clean, and the validation set's 2 TTA views
+    # no augmented training view was cached: train + valid clean, and the validation set's 2 TTA views (imaging.views)
     views = sorted(json.loads(p.read_text())["view"] for p in (tmp_path / "cache").rglob("*.json")
                    if "view" in json.loads(p.read_text()))
-    assert views == ["aug-tta0", "aug-tta1", "clean", "clean"]
+    assert views == ["clean", "clean", "view-hflip", "view-zoom_in"]
 
 
 @pytest.mark.slow
