@@ -348,14 +348,13 @@ class ConvLearner:
         module = self._features_module()
         digest = self._body_digest()  # the pool has no weights: the body's (memoised) digest names the module
         if ("features", digest, fp32) in self._engines:
-            return run_engine(self._engine("features", module, n_images, digest, fp32), loader,
-                              progress=self._engine_progress())
+            return run_engine(self._engine("features", module, n_images, digest, fp32), loader, progress=self.verbose)
         # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
         # holding at most READ_AHEAD_BYTES of uint8 batches
         batch_bytes = 3 * self.data.sz ** 2 * max(1, int(getattr(loader, "batch_size", None) or self.data.bs))
         with reading_ahead(loader, depth=max(2, min(16, READ_AHEAD_BYTES // batch_bytes))) as early:
             engine = self._engine("features", module, n_images, digest, fp32)
-            return run_engine(engine, early, progress=self._engine_progress())
+            return run_engine(engine, early, progress=self.verbose)
 
     def activations(self, split: str, view: str = "clean", seed: int = 0) -> np.ndarray:
         """Pooled body activations of ``split`` ('train', 'valid', 'test') for a view, from the cache."""
@@ -599,13 +598,6 @@ class ConvLearner:
         from ..utils.display import progress_bar
 
         return progress_bar(total, desc, unit="batch")
-
-    def _engine_progress(self) -> bool:
-        """The forward engine's own bar (a terminal's tqdm) is left out in Jupyter, where tqdm.auto would
-        print a red "IProgress not found" warning without ipywidgets."""
-        from ..utils.display import in_notebook
-
-        return self.verbose and not in_notebook()
 
     def _print_epoch(self, epoch: int, trn_loss: float, vals: list[float], seconds: float, header: bool) -> None:
         """The lesson's row ``[ epoch trn_loss val_loss metrics... ]`` with the epoch's time; a header with
