@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visiontune.imaging.decode import (ImageLoadError, PIL_FORMATS, image_header, open_image, open_regular,
-                                       probe_image, read_bytes)
+from visiontune.imaging.decode import (
+    PIL_FORMATS,
+    ImageLoadError,
+    image_header,
+    open_image,
+    open_regular,
+    probe_image,
+    read_bytes,
+)
 
 
 def _make(tmp_path, name, mode, fmt):

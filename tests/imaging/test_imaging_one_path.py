@@ -138,7 +138,7 @@ def test_standalone_snippet_in_the_docs_gives_the_same_numbers(model, tmp_path):
     doc = exported.__doc__
     code = textwrap.dedent(doc.split("Pillow::\n", 1)[1].split("\n(``kind", 1)[0])
     ns: dict = {}
-    exec(compile(code, "snippet", "exec"), ns)
+    exec(compile(code, "snippet", "exec"), ns)  # noqa: S102 - the docs' own snippet, run as a user would
     paths = [_photo(tmp_path / "a.jpg"), _photo(tmp_path / "b.jpg", size=(300, 500), orientation=3)]
     rows = ns["run"](model.path.with_suffix(".json"), paths)
     got = np.array([[r[c] for c in model.classes] for r in rows], dtype=np.float32)

@@ -303,7 +303,7 @@ def test_report_thumbnails_stay_inside_the_data_folder(tmp_path, eps_spy, monkey
         opened.append(os.path.realpath(path))
         return real(path, *a, **k)
 
-    import visiontune.imaging.decode as decode
+    from visiontune.imaging import decode
 
     monkeypatch.setattr(decode.os, "open", spy)
     text = write_report(run).read_text()
