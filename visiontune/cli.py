@@ -389,7 +389,8 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     result = run_demo(data=args.data, out=args.out, download=args.download, sha256=args.sha256,
-                      budget=args.budget, verbose=not args.quiet, seed=args.seed)
+                      budget=args.budget, verbose=not args.quiet, seed=args.seed,
+                      spent_before=seconds_since_process_start())
     print(f"demo finished: open {result.report_path}" if result.report_path else result.summary())
     return 0
 

@@ -223,7 +223,8 @@ def _data_root(folder: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------------ the demo
 def run_demo(data=None, out="runs/demo", download: str | None = None, sha256: str | None = None,
-             budget: float | None = DEMO_BUDGET_S, work_dir=None, verbose: bool = True, **overrides):
+             budget: float | None = DEMO_BUDGET_S, work_dir=None, verbose: bool = True, spent_before: float = 0.0,
+             **overrides):
     """Train on the built-in shapes (or ``data``, or a downloaded archive) and write the run + report.
 
     Returns the :class:`~visiontune.train.recipe.RunResult`. ``overrides`` go to ``TrainConfig``.
@@ -258,7 +259,7 @@ def run_demo(data=None, out="runs/demo", download: str | None = None, sha256: st
     cfg = TrainConfig(data=str(root), out=str(out), size=size or 224, budget=budget, verbose=verbose, **overrides)
     out.mkdir(parents=True, exist_ok=True)
     (out / DEMO_MARKER).write_text("written by visiontune demo: the next demo run may replace this folder's run\n")
-    return train_run(cfg)
+    return train_run(cfg, spent_before=spent_before)  # the process's start-up: a lap, and part of the budget
 
 
 DEMO_MARKER = ".visiontune-demo"

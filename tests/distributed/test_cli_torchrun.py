@@ -136,7 +136,7 @@ def test_run_interrupted_in_one_process_resumes_under_two(runs, tmp_path):
     assert p["status"] == "interrupted" and p["current"] == "head_aug" and (run / "checkpoint.pt").is_file()
 
     proc = _cli(["train", "--resume", run], 2, runs["env"])
-    assert "resuming head_aug after epoch 0" in proc.stdout
+    assert "resuming head, augmented views after epoch 0" in proc.stdout  # phases in words (issue 13)
     p = _progress(run)
     assert p["status"] == "done" and p["completed"] == list(STEPS)
     assert p["choices"]["unfrozen_plan"]["world_size"] == 2  # measured after the resume, under 2 processes

@@ -199,3 +199,29 @@ def test_a_checkpoint_that_loads_but_does_not_fit_is_set_aside(interrupted, tmp_
     assert (run / "checkpoint.pt.damaged").read_bytes() == damaged
     assert "head_aug" in result.steps and (run / "model.json").is_file()
     assert json.loads((run / "progress.json").read_text())["status"] == "done"
+
+
+def test_a_labels_csv_from_outside_the_data_is_kept_in_the_run_for_resume(shapes, tmp_path):
+    """--resume reads labels only from the data or the run folder, so the run keeps a copy of an outside CSV."""
+    data = tmp_path / "csvdata"
+    (data / "train").mkdir(parents=True)
+    rows = ["id,label"]
+    for split in ("train", "valid"):
+        for f in sorted((shapes / split).glob("*/*")):
+            name = f"{split}_{f.parent.name}_{f.stem}"
+            shutil.copy(f, data / "train" / f"{name}{f.suffix}")
+            rows.append(f"{name},{f.parent.name}")
+    outside = tmp_path / "elsewhere" / "my_labels.csv"
+    outside.parent.mkdir()
+    outside.write_text("\n".join(rows) + "\n")
+    suffix = next((shapes / "train").glob("*/*")).suffix
+    run = tmp_path / "run"
+    train_run(_cfg(data, run, tmp_path / "cache", csv=str(outside), suffix=suffix, val_pct=0.25))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["csv"] == str(outside) and cfg["csv_copy"] == "labels.csv" and cfg["val_name"] is None
+    assert (run / "labels.csv").read_bytes() == outside.read_bytes()
+    outside.unlink()
+    progress = json.loads((run / "progress.json").read_text())
+    (run / "progress.json").write_text(json.dumps({**progress, "status": "interrupted"}))
+    result = train_run(resume=run)
+    assert result.steps == ["precompute", "lr_find_head", "head_precompute", "head_aug"]

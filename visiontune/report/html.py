@@ -237,7 +237,7 @@ def _sec_config(run: _Run) -> str:
 def timing_table(progress: dict) -> str:
     """Every lap of ``progress.json`` (start-up, data and model, each step, TTA, export, report) in words,
     with the epochs of each fit, and their total: the whole run, start-up included."""
-    from ..run.progress import in_words
+    from ..utils.words import in_words
 
     laps = {str(k): _num(v) for k, v in (progress.get("timings") or {}).items()}
     step_phase = {"head_precompute": "head_precompute", "head_aug": "head_aug", "sgdr_unfrozen": "unfrozen"}

@@ -265,6 +265,12 @@ class RunFolder:
         if not (self.earlier_run and _is_main()):
             return []
         names = [n for n in EARLIER_RUN_FILES if (self.path / n).is_file()]
+        try:  # the earlier run's copy of its labels CSV, where its config.json says it made one
+            if json.loads((self.path / "config.json").read_text()).get("csv_copy") == "labels.csv":
+                names.append("labels.csv")
+        except (OSError, ValueError, AttributeError):
+            pass
+        names = [n for n in names if (self.path / n).is_file()]
         names += sorted(p.name for p in self.path.glob("weights_after_*.safetensors") if WEIGHTS_FILE.fullmatch(p.name))
         for n in names:
             (self.path / n).unlink()

@@ -27,43 +27,14 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..utils.words import LAP_WORDS, PHASE_WORDS, STEP_WORDS, in_words  # noqa: F401 (re-exported)
+
 FORMAT = "visiontune-progress/2"
 STEPS = ("precompute", "lr_find_head", "head_precompute", "head_aug", "unfreeze", "differential_lrs",
          "lr_find_unfrozen", "sgdr_unfrozen")
 STATUSES = ("running", "interrupted", "failed", "done")
 
-# what the console and the report call each step, phase and lap (internal keys stay in the files)
-STEP_WORDS = {
-    "precompute": "precompute activations",
-    "lr_find_head": "lr_find on the head",
-    "head_precompute": "head on precomputed activations",
-    "head_aug": "head, augmented views",
-    "unfreeze": "unfreeze",
-    "differential_lrs": "differential learning rates",
-    "lr_find_unfrozen": "lr_find, unfrozen",
-    "sgdr_unfrozen": "SGDR, whole network",
-}
-PHASE_WORDS = {
-    "head_precompute": "head, precomputed activations",
-    "head_aug": "head, augmented views",
-    "unfrozen": "whole network (unfrozen)",
-}
-LAP_WORDS = {
-    "startup": "start-up (Python, imports)",
-    "setup": "data and model",
-    **STEP_WORDS,
-    "evaluate_tta": "evaluation and TTA",
-    "export": "export",
-    "report": "previews and report",
-}
-
 WEIGHTS_FILE = re.compile(r"weights_after_(" + "|".join(STEPS) + r")\.safetensors")
-
-
-def in_words(key) -> str:
-    """A step, phase or lap key as the console and the report say it (unknown keys as they are)."""
-    key = str(key)
-    return PHASE_WORDS.get(key) or LAP_WORDS.get(key) or key
 
 
 class ProgressError(ValueError):

@@ -81,6 +81,7 @@ from . import distributed
 from .callbacks import Callback, EarlyStopping, TimeBudget
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
+LABELS_COPY = "labels.csv"  # the run's copy of a labels CSV from outside the data folder
 HEAD_LR_RANGE_REG = (1e-6, 1e-1)
 DEFAULT_UNFROZEN_BUDGET = 30.0
 MIN_UNFROZEN_S = 2.0  # with less budget left, the unfrozen phase is skipped without measuring its cost
@@ -286,9 +287,7 @@ def build_data(cfg: TrainConfig):
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
     if cfg.csv:
-        csv_path = Path(cfg.csv)
-        if not csv_path.is_absolute() and not csv_path.exists():
-            csv_path = root / csv_path
+        csv_path = labels_csv_path(cfg)
         if not csv_path.is_file():
             raise FileNotFoundError(f"labels CSV {csv_path} not found")
         n = len(read_label_csv(csv_path, skip_header=True)[0])  # rows as from_csv reads them (pandas)
@@ -310,6 +309,14 @@ def build_data(cfg: TrainConfig):
     if len(data.val_ds) == 0:
         raise ValueError(f"no validation images under {root}")
     return data
+
+
+def labels_csv_path(cfg: TrainConfig) -> Path:
+    """The labels CSV a config names: a path as given (from the working folder), else a name under the data."""
+    csv_path = Path(cfg.csv)
+    if not csv_path.is_absolute() and not csv_path.exists():
+        csv_path = Path(cfg.data) / csv_path
+    return csv_path
 
 
 def data_kind(data) -> str:
@@ -562,8 +569,14 @@ def _read_resumed(folder: RunFolder, config: TrainConfig | None) -> tuple[TrainC
     data = confine_to(cfg.data, [Path(cfg.data)], "data", where) if cfg.data else None
     if cfg.test_name is not None:
         confine_to(cfg.test_name, [data], "test_name", where)
-    if cfg.csv:
-        confine_to(cfg.csv, [data, folder.path], "csv", where)
+    if cfg.csv:  # the run's copy of a CSV from outside the data folder, else one inside the data folder
+        copy = folder.file(LABELS_COPY)
+        if saved.get("csv_copy") == LABELS_COPY and copy.is_file() and not copy.is_symlink():
+            cfg.csv = str(copy.resolve())
+        else:
+            p = Path(cfg.csv)
+            cfg.csv = str(confine_to(cfg.csv, [data], "csv", where) if not p.is_absolute() else
+                          confine_to(cfg.csv, [data, folder.path], "csv", where))
     if config is not None:
         cfg.verbose, cfg.console = config.verbose, config.console
     if config is not None and config.cache_dir:  # the caller's cache (--cache-dir with --resume)
@@ -662,6 +675,8 @@ def _recorded_config(cfg: TrainConfig, data, kind: str, run_dir: Path) -> dict:
     d.pop("verbose")
     d["console"] = "quiet" if not cfg.verbose else cfg.console
     d["val_name"] = None if cfg.csv else _resolve_val_name(Path(cfg.data), cfg.val_name)
+    if cfg.csv:  # the file read, whatever the working folder
+        d["csv"] = str(labels_csv_path(cfg).resolve())
     return {**d, "data": str(Path(cfg.data).resolve()), "kind": kind, "run_dir": str(run_dir)}
 
 
@@ -702,7 +717,12 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
         replaced = folder.clear_earlier_run()  # --overwrite: the earlier run's files, by name
         if replaced:
             say(f"--overwrite: removed the earlier run's {len(replaced)} file(s) in {run_dir}")
-        folder.write_json("config.json", _recorded_config(cfg, data, kind, run_dir))
+        recorded = _recorded_config(cfg, data, kind, run_dir)
+        if cfg.csv and not labels_csv_path(cfg).resolve().is_relative_to(Path(cfg.data).resolve()):
+            # --resume reads labels only from the data or the run folder: keep a copy of an outside CSV
+            folder.write_bytes(LABELS_COPY, labels_csv_path(cfg).read_bytes())
+            recorded["csv_copy"] = LABELS_COPY
+        folder.write_json("config.json", recorded)
         folder.write_json("classes.json", output_names(data))
         folder.write_json("preprocessing.json", preprocessing_dict(data, kind))
         write_data_summary(data, folder)
@@ -1017,10 +1037,11 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     except Exception as e:  # the model is trained and exported; a report failure is a note, not a failure
         say(f"note: report not written ({type(e).__name__}: {e})")
         lap("report")
-    st.elapsed = clock.elapsed()
-    folder.save_progress(st)
     for f in sorted(run_dir.glob("weights_after_*.safetensors")) if distributed.is_main_process() else []:
         folder.remove(f.name)  # only names of this run's own weights files (run.progress.WEIGHTS_FILE)
+    st.weights_file = None  # the kept model is best.safetensors
+    st.elapsed = clock.elapsed()
+    folder.save_progress(st)
     model_path, report_path = distributed.broadcast_object((model_path, report_path))  # rank 0's files
     result = RunResult(run_dir=run_dir, accuracy=acc, tta_accuracy=tta_acc, val_loss=val_loss,
                        seconds=clock.elapsed(), steps=list(st.completed), skipped=[str(k) for k in st.skipped],
