@@ -5,10 +5,10 @@ Every command is one call in the Python API:
 =================  ===============================================================
 command            Python
 =================  ===============================================================
-``train``          ``visiontune.train.recipe.train_run(TrainConfig(...))``
+``train``          ``visiontune.run.recipe.train_run(TrainConfig(...))``
 ``predict``        ``visiontune.infer.predict.predict_paths(model, paths)``
 ``submit``         ``visiontune.infer.submit.make_submission(model, test_dir, out)``
-``export``         ``visiontune.train.recipe.export_run(run_dir, fmt)``
+``export``         ``visiontune.run.recipe.export_run(run_dir, fmt)``
 ``report``         ``visiontune.report.write_report(run_dir)``
 ``inspect``        ``visiontune.data.inspect_dataset(path)``
 ``demo``           ``visiontune.demo.run_demo()``
@@ -110,7 +110,7 @@ class UsageError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .data.imageio import ImageLoadError
+    from .imaging.decode import ImageLoadError
     from .models.backbone import WeightsNotAvailable
     from .train.loop import TrainingDiverged
 
@@ -290,7 +290,7 @@ def _say(args, msg: str) -> None:
 
 def cmd_train(args) -> int:
     from .train import distributed
-    from .train.recipe import TrainConfig, train_run
+    from .run.recipe import TrainConfig, train_run
 
     # Under torchrun (WORLD_SIZE > 1) every rank runs the recipe data-parallel; rank 0 alone prints and
     # writes the run folder, and the clock-based choices are rank 0's (see docs/scaling.md).
@@ -360,7 +360,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .train.recipe import export_run
+    from .run.recipe import export_run
 
     path = export_run(args.run, fmt=args.format, out_dir=args.out)
     _say(args, f"exported {path} (+ {path.with_suffix('.json').name})")
@@ -443,7 +443,7 @@ def _main(argv=None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI boundary: one line, no traceback
-        from .train.recipe import TrainingInterrupted
+        from .run.recipe import TrainingInterrupted
 
         if isinstance(e, TrainingInterrupted):
             from .train.distributed import is_main_process

@@ -227,10 +227,10 @@ def run_demo(data=None, out="runs/demo", download: str | None = None, sha256: st
              **overrides):
     """Train on the built-in shapes (or ``data``, or a downloaded archive) and write the run + report.
 
-    Returns the :class:`~visiontune.train.recipe.RunResult`. ``overrides`` go to ``TrainConfig``.
+    Returns the :class:`~visiontune.run.recipe.RunResult`. ``overrides`` go to ``TrainConfig``.
     """
     from .features.cache import default_cache_dir
-    from .train.recipe import TrainConfig, train_run
+    from .run.recipe import TrainConfig, train_run
 
     size = overrides.pop("size", None)
     work = Path(work_dir) if work_dir else default_cache_dir() / "demo"
@@ -247,7 +247,7 @@ def run_demo(data=None, out="runs/demo", download: str | None = None, sha256: st
         size = size or DEMO_SIZE
     out = Path(out)
     if (out / "progress.json").exists():  # the demo starts afresh: remove the previous demo run's files only
-        from .train.recipe import RUN_FILES
+        from .run.recipe import RUN_FILES
 
         if not _is_demo_run(out, work):
             raise ValueError(f"{out} holds a run that the demo did not write; the demo only replaces its own runs. "

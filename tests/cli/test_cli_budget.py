@@ -9,7 +9,7 @@ import pytest
 
 from visiontune.cli import seconds_since_process_start
 from visiontune.demo import make_shapes_dataset
-from visiontune.train.recipe import TrainConfig, train_run
+from visiontune.run.recipe import TrainConfig, train_run
 
 
 def _config(data, out, cache, **kw):

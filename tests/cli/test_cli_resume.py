@@ -11,8 +11,8 @@ import pytest
 from vt_cli_helpers import ROOT, run_cli
 
 from visiontune.demo import make_shapes_dataset
-from visiontune.train import recipe
-from visiontune.train.recipe import TrainConfig, TrainingInterrupted, train_run
+from visiontune.run import recipe
+from visiontune.run.recipe import TrainConfig, TrainingInterrupted, train_run
 
 
 def _config(data, out, cache):

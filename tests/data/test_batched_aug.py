@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from visiontune import ConvLearner, ImageClassifierData, efficientnet_lite0
 from visiontune.data.gpu_decode import PresizeTransform, decode_presized, gpu_train_loader
-from visiontune.data.imageio import load_image
+from visiontune.imaging.decode import load_image
 from visiontune.transforms import (CropType, RandomRotate, imagenet_stats, tfms_from_model, tfms_from_stats,
                                    transforms_side_on, transforms_top_down)
 from visiontune.transforms.augment import _DIHEDRAL

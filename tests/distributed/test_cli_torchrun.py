@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from vt_dist_helpers import N_VAL, launch_env, make_dataset
 
-from visiontune.train import recipe
-from visiontune.train.recipe import RUN_FILES, STEPS, TrainConfig, TrainingInterrupted, train_run
+from visiontune.run import recipe
+from visiontune.run.recipe import RUN_FILES, STEPS, TrainConfig, TrainingInterrupted, train_run
 
 ROOT = Path(__file__).resolve().parents[2]
 # --lr fixed: on this easy set the head's lr_find curve is flat near zero loss, so its suggestion swings

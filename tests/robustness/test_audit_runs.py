@@ -10,7 +10,7 @@ from vt_zoo import solid
 
 from visiontune.cli import main
 from visiontune.demo import DEMO_MARKER, _is_demo_run, run_demo
-from visiontune.train.recipe import TrainConfig, build_data, load_run_model, train_run
+from visiontune.run.recipe import TrainConfig, build_data, load_run_model, train_run
 from visiontune.utils.atomic import atomic_write_text
 
 
@@ -174,8 +174,8 @@ def test_predict_prints_non_utf8_file_names_by_their_bytes(tmp_path):
 def test_a_damaged_checkpoint_is_set_aside_and_its_step_redone(tmp_path, monkeypatch, capsys):
     """Resuming must not be impossible because checkpoint.pt was cut short (a full disk, a copy)."""
     from visiontune.demo import make_shapes_dataset
-    from visiontune.train import recipe
-    from visiontune.train.recipe import TrainingInterrupted
+    from visiontune.run import recipe
+    from visiontune.run.recipe import TrainingInterrupted
 
     data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_valid=2, size=48)
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=32, bs=8, num_workers=0, precompute_aug=0,

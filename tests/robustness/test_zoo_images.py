@@ -16,7 +16,7 @@ from torch import nn
 from vt_zoo import BAD_CASES, GOOD_CASES, IMAGE_ZOO, make_zoo_folder
 
 from visiontune.data import ImageClassifierData, ImageLoadError, inspect_dataset, load_image, probe_image
-from visiontune.data.imageio import DEFAULT_MAX_PIXELS
+from visiontune.imaging.decode import DEFAULT_MAX_PIXELS
 from visiontune.data.sources import SkippedFilesWarning, UnreadableFilesError
 from visiontune.transforms import tfms_from_model
 

@@ -15,7 +15,7 @@ import pytest
 from visiontune.run.folder import (LOCK_NAME, OWNER_NAME, RunFolder, RunFolderBusy, RunFolderError, confine_to,
                                    is_run_folder)
 from visiontune.run.progress import Progress, ProgressError, Skipped
-from visiontune.train.recipe import TrainConfig, train_run
+from visiontune.run.recipe import TrainConfig, train_run
 
 
 def _data(root: Path) -> Path:

@@ -16,8 +16,8 @@ import torch
 
 from visiontune.cli import main
 from visiontune.demo import make_shapes_dataset
-from visiontune.train import recipe
-from visiontune.train.recipe import TrainConfig, TrainingInterrupted, train_run
+from visiontune.run import recipe
+from visiontune.run.recipe import TrainConfig, TrainingInterrupted, train_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from visiontune.utils.atomic import atomic_write, atomic_write_json
 
-from .imageio import DEFAULT_MAX_PIXELS, default_io_workers, load_image
+from ..imaging.decode import DEFAULT_MAX_PIXELS, default_io_workers, image_header, load_image
 
 __all__ = ["resize_files", "resize_one", "MANIFEST_NAME"]
 
@@ -38,8 +38,8 @@ def resize_one(src: Path, dst: Path, targ: int, quality: int = 92,
     img = load_image(src, target_size=targ, max_pixels=max_pixels)
     w, h = img.size
     if min(w, h) <= targ:
-        with Image.open(src) as probe:
-            full = probe.size
+        header = image_header(src)  # the same raster-only opener as every decode
+        full = (header["width"], header["height"])
         if min(full) <= targ:  # already small: keep the original bytes
             with open(src, "rb") as f, atomic_write(dst, "wb") as out:
                 shutil.copyfileobj(f, out)

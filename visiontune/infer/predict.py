@@ -41,7 +41,7 @@ def load_model(model) -> ExportedModel:
 
 def list_images(inputs: Sequence) -> list[Path]:
     """Image files named in ``inputs`` (files, or folders searched recursively), in order, without repeats."""
-    from ..data.imageio import IMAGE_EXTENSIONS
+    from ..imaging.decode import IMAGE_EXTENSIONS
 
     out: list[Path] = []
     for item in inputs:
@@ -68,7 +68,7 @@ def _bar(total: int, desc: str, progress: bool | None):
 
 
 def _readable(paths: list[Path], strict: bool, progress: bool | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
-    from ..data.imageio import probe_image
+    from ..imaging.decode import probe_image
 
     ok, bad = [], []
     with _bar(len(paths), "checking images", progress) as bar:

@@ -189,7 +189,7 @@ class ClassificationInterpretation:
             return images(i)
         if self.items is None:
             return None
-        from ..data.imageio import load_image
+        from ..imaging.decode import load_image
 
         return load_image(self.items[i], target_size=THUMB_SIDE)
 

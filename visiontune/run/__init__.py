@@ -1,5 +1,6 @@
-"""The run: its folder (``RunFolder``: the one reader and writer of the run-folder format, with its lock
-and path confinement) and its typed progress record (``Progress``). See docs/design.md."""
+"""The run: the recipe (``train_run``: the lesson's 8 steps, resumable), its folder (``RunFolder``: the one
+reader and writer of the run-folder format, with its lock and path confinement) and its typed progress record
+(``Progress``). The layer above train, infer and report (docs/design.md)."""
 from __future__ import annotations
 
 from ..utils.lazy import lazy_exports
@@ -7,4 +8,5 @@ from ..utils.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".progress": ("Progress", "Skipped"),
     ".folder": ("RunFolder", "RunFolderBusy", "RunFolderError"),
+    ".recipe": ("RunResult", "TrainConfig", "export_run", "load_run_model", "train_run"),
 })

@@ -67,18 +67,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..imaging.views import MAX_TTA_VIEWS, VIEW_NAMES, tta_views
 from ..data import ImageClassifierData, get_cv_idxs
 from ..data.sources import read_label_csv
-
-# the run folder's reader and writer: run/ sits above train/ in the layers (docs/design.md); this module
-# moves into run/ as run/recipe.py in a later step of issue 14, which ends this upward import
-from ..run.folder import RUN_FILES, RunFolder, confine_to
-from ..run.progress import STEPS, Progress, in_words
+from ..imaging.views import MAX_TTA_VIEWS, VIEW_NAMES, tta_views
+from ..train import distributed
+from ..train.callbacks import Callback, EarlyStopping, TimeBudget
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
-from . import distributed
-from .callbacks import Callback, EarlyStopping, TimeBudget
+
+from .folder import RUN_FILES, RunFolder, confine_to
+from .progress import STEPS, Progress, in_words
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
 LABELS_COPY = "labels.csv"  # the run's copy of a labels CSV from outside the data folder
@@ -340,7 +338,7 @@ def preprocessing_dict(data, kind: str) -> dict:
 def write_data_summary(data, folder: RunFolder, max_sizes: int = 2000) -> None:
     if not distributed.is_main_process():  # rank 0 alone writes the run folder
         return
-    from ..data.imageio import ImageLoadError, image_header
+    from ..imaging.decode import ImageLoadError, image_header
 
     ds = data.trn_ds
     counts: dict[str, float] = {}
@@ -488,7 +486,7 @@ def _measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
 
     Weights, BatchNorm statistics and RNG states are restored, so measuring changes nothing.
     """
-    from .loop import autocast_context, to_device
+    from ..train.loop import autocast_context, to_device
 
     ds = learn.data.fix_dl.dataset
     n = min(n, len(ds))
@@ -682,9 +680,9 @@ def _recorded_config(cfg: TrainConfig, data, kind: str, run_dir: Path) -> dict:
 
 def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resumed: bool, spent_before: float,
          started: list) -> RunResult:
+    from ..train.checkpoint import CheckpointMismatch, load_checkpoint
     from ..train.learner import ConvLearner
     from ..train.metrics import metric_name
-    from .checkpoint import CheckpointMismatch, load_checkpoint
 
     run_dir = folder.path
     say = lambda msg: _log(cfg, msg)
@@ -999,7 +997,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     preds, y = learn.predict_with_targs()
     tta = learn.TTA(n_aug=n_tta)[0] if n_tta > 0 else None
     acc = tta_acc = None
-    from .metrics import accuracy, accuracy_multi
+    from ..train.metrics import accuracy, accuracy_multi
 
     if kind == "single":
         acc, tta_acc = accuracy(preds, y), (accuracy(tta, y) if tta is not None else None)
@@ -1099,7 +1097,7 @@ def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None
 
 # ------------------------------------------------------------------------------------------------- run folder -> model
 def _read_run_json(path: Path, expect: type = dict):
-    from ..run.folder import _read_json
+    from .folder import _read_json
 
     return _read_json(path, expect)
 
