@@ -21,6 +21,7 @@ command that resumes.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -109,12 +110,21 @@ class UsageError(Exception):
     """A wrong combination of options (exit code 2)."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+# OSErrors that mean something about the user's files or machine, not a bug: one line, no traceback
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
+                errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT, errno.EMFILE, errno.ELOOP, errno.EIO}
+
+
+def _is_user_error(e: BaseException) -> bool:
+    """Known user mistakes print as one line; anything else (a KeyError, a TypeError, an OSError with no
+    file behind it) is an internal error: one line that says so, and --verbose shows the traceback."""
     from .imaging.decode import ImageLoadError
     from .models.backbone import WeightsNotAvailable
     from .train.loop import TrainingDiverged
 
-    return (ValueError, OSError, WeightsNotAvailable, ImageLoadError, TrainingDiverged, KeyError)
+    if isinstance(e, (ValueError, WeightsNotAvailable, ImageLoadError, TrainingDiverged)):
+        return True
+    return isinstance(e, OSError) and (e.filename is not None or e.errno in _USER_ERRNOS)
 
 
 def _formatter(prog):
@@ -453,7 +463,7 @@ def _main(argv=None) -> int:
             return 130
         if verbose:
             traceback.print_exc()
-        if isinstance(e, _user_errors()):
+        if _is_user_error(e):
             print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
         else:
             print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} (an internal error; --verbose shows "

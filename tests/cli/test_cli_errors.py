@@ -97,3 +97,29 @@ def test_inspect(capsys):
     proc = call(capsys, "inspect", data)
     assert "train: 245 files in 2 class(es)" in proc.stdout
     assert "imageNotFound.gif" in proc.stdout
+
+
+def test_only_known_user_mistakes_print_as_user_errors(capsys, monkeypatch):
+    """A bug (KeyError, an OSError with no file behind it) says it is internal; a missing file does not."""
+    import errno
+
+    from visiontune import cli
+
+    def raising(exc):
+        def fail(args):
+            raise exc
+        return fail
+
+    cases = [
+        (KeyError("phase"), "visiontune: error: KeyError: 'phase' (an internal error; --verbose shows the traceback)"),
+        (OSError(errno.EBADF, "Bad file descriptor"),
+         "visiontune: error: OSError: [Errno 9] Bad file descriptor (an internal error; --verbose shows the traceback)"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "photos/x.jpg"),
+         "visiontune: error: [Errno 2] No such file or directory: 'photos/x.jpg'"),
+        (OSError(errno.ENOSPC, "No space left on device"), "visiontune: error: [Errno 28] No space left on device"),
+        (ValueError("--size must be positive"), "visiontune: error: --size must be positive"),
+    ]
+    for exc, want in cases:
+        monkeypatch.setattr(cli, "cmd_inspect", raising(exc))
+        got = call(capsys, "inspect", "anything")
+        assert (got.returncode, got.stderr.strip().splitlines()[-1]) == (1, want)
