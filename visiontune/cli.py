@@ -25,7 +25,6 @@ import errno
 import math
 import os
 import sys
-import textwrap
 import traceback
 from pathlib import Path
 

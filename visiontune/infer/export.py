@@ -35,10 +35,10 @@ from torch import nn
 from visiontune.imaging.views import VIEW_NAMES
 from visiontune.models.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from visiontune.utils.atomic import atomic_write_bytes, atomic_write_json
+from visiontune.utils.kinds import KINDS
 
 log = logging.getLogger(__name__)
 
-KINDS = ("single", "multi", "reg")
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct")
 

@@ -67,10 +67,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from visiontune.imaging.views import TTA_ZOOM, VIEW_NAMES, clean_short_side, view_image  # noqa: F401 (TTA_ZOOM: API)
+from visiontune.utils.kinds import KINDS
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
 REQUIRED_KEYS = ("format", "file", "input_size", "mean", "std", "interpolation", "crop_pct", "classes", "kind")
-KINDS = ("single", "multi", "reg")
 TTA_VIEWS = VIEW_NAMES  # every view; model.json's "tta_views" names the ones predict --tta averages
 
 _RESAMPLE = {

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-KINDS = ("single", "multi", "reg")
+from ..utils.kinds import KINDS
 
 
 class ConcatPool(nn.Module):

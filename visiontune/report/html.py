@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from visiontune.utils.atomic import atomic_write_text
+from visiontune.utils.kinds import KINDS
 
 from . import figures
 from .interpret import ClassificationInterpretation
@@ -169,7 +170,7 @@ class _Run:
 
     def _kind(self) -> str:
         for src in (self.preprocessing, self.config):
-            if isinstance(src, dict) and src.get("kind") in ("single", "multi", "reg"):
+            if isinstance(src, dict) and src.get("kind") in KINDS:
                 return src["kind"]
         return "single"
 
