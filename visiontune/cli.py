@@ -123,7 +123,11 @@ def _is_user_error(e: BaseException) -> bool:
 
     if isinstance(e, (ValueError, WeightsNotAvailable, ImageLoadError, TrainingDiverged)):
         return True
-    return isinstance(e, OSError) and (e.filename is not None or e.errno in _USER_ERRNOS)
+    if not isinstance(e, OSError):
+        return False
+    # a missing or unwritable file or folder, a message of ours (no errno), a known errno with a file or not
+    return (isinstance(e, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError))
+            or e.errno is None or e.filename is not None or e.errno in _USER_ERRNOS)
 
 
 def _formatter(prog):

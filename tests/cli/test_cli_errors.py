@@ -118,6 +118,7 @@ def test_only_known_user_mistakes_print_as_user_errors(capsys, monkeypatch):
          "visiontune: error: [Errno 2] No such file or directory: 'photos/x.jpg'"),
         (OSError(errno.ENOSPC, "No space left on device"), "visiontune: error: [Errno 28] No space left on device"),
         (ValueError("--size must be positive"), "visiontune: error: --size must be positive"),
+        (FileNotFoundError("data folder d does not exist"), "visiontune: error: data folder d does not exist"),
     ]
     for exc, want in cases:
         monkeypatch.setattr(cli, "cmd_inspect", raising(exc))

@@ -74,8 +74,8 @@ from ..train import distributed
 from ..train.callbacks import Callback, EarlyStopping, TimeBudget
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
-
 from .folder import RUN_FILES, RunFolder, confine_to
+from .plan import affordable_aug_views, affordable_tta_views, plan_unfrozen
 from .progress import STEPS, Progress, in_words
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
@@ -519,14 +519,6 @@ def _measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
     return c_train, c_eval
 
 
-def _sgdr_cycles(n_epochs_fit: int, max_cycles: int) -> int:
-    """Largest n <= max_cycles with 2**n - 1 epochs (cycle_len=1, cycle_mult=2) <= n_epochs_fit."""
-    n = 0
-    while n < max_cycles and 2 ** (n + 1) - 1 <= n_epochs_fit:
-        n += 1
-    return n
-
-
 # ------------------------------------------------------------------------------------------------- the run
 def _image_dirs(cfg: TrainConfig) -> list[Path]:
     """Folders whose files are read as data: a run folder inside one would become a class (or test images).
@@ -824,7 +816,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     if "precompute_aug" in st.choices:
         k = st.choices["precompute_aug"]
     elif cfg.budget is not None and k > 0:
-        affordable = int(0.25 * clock.left() / max(t_train_pass, 1e-3))
+        affordable = affordable_aug_views(k, clock.left(), t_train_pass)
         if affordable < k:
             say(f"budget: caching {max(affordable, 0)} augmented views instead of {k} "
                 f"(one pass over the training images took {t_train_pass:.1f} s)")
@@ -909,18 +901,10 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
             # images (training, validation, TTA); every rank measures at once, as it will train
             world = distributed.world_size()
             c_train, c_eval = (c / world for c in _measure_step_cost(learn))
-            ipe = len(data.trn_dl)
-            avail = (clock.left() - reserve) if cfg.budget is not None else cfg.unfrozen_budget
-            epoch_cost = n_trn * c_train + n_val * c_eval
-            tta_cost = n_val * (1 + cfg.resolved_tta()) * c_eval
-            n_sweep = int(np.clip(round(0.25 * avail / max(cfg.bs * c_train, 1e-6)), 5, 20))
-            n_sweep = min(n_sweep, max(ipe, 5) * 2)
-            sweep_cost = n_sweep * cfg.bs * c_train
-            n_epochs_fit = int((avail - tta_cost - sweep_cost) // max(epoch_cost, 1e-6)) if avail > 0 else 0
-            n_cycles = _sgdr_cycles(n_epochs_fit, cfg.max_cycles)
-            plan = {"seconds_per_image_train": c_train, "seconds_per_image_eval": c_eval, "epoch_cost": epoch_cost,
-                    "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": avail,
-                    "cycles": n_cycles, "epochs": 2 ** n_cycles - 1, "world_size": world}
+            plan = plan_unfrozen(n_trn=n_trn, n_val=n_val, bs=cfg.bs, iters_per_epoch=len(data.trn_dl),
+                                 seconds_per_image_train=c_train, seconds_per_image_eval=c_eval,
+                                 available=(clock.left() - reserve) if cfg.budget is not None else cfg.unfrozen_budget,
+                                 n_tta=cfg.resolved_tta(), max_cycles=cfg.max_cycles, world_size=world)
             plan = distributed.broadcast_object(plan)  # rank 0's measurement and clock decide for all ranks
             st.choices["unfrozen_plan"] = plan
             folder.save_progress(st)
@@ -988,7 +972,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
             per_image = st.choices.get("seconds_per_train_pass", 0.0) / max(n_trn, 1)
         else:
             per_image = (st.choices.get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0)
-        affordable = int(max(0.0, clock.left() - reserve) // max(n_val * per_image, 1e-6))
+        affordable = affordable_tta_views(n_tta, clock.left() - reserve, n_val, per_image)
         if affordable < n_tta:
             say(f"budget: {affordable} TTA view(s) instead of {n_tta} ({n_val * per_image:.1f} s a view, "
                 f"{max(clock.left() - reserve, 0):.1f} s left before export)")

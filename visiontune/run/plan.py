@@ -1,0 +1,67 @@
+"""Budget and cost planning: pure functions of measured costs and the clock, testable without data.
+
+The recipe measures (seconds per image of a training step and of an evaluation forward, seconds of
+one pass over the training images) and asks these functions what fits; it prints and records what
+they chose.
+
+>>> sgdr_cycles(n_epochs_fit=7, max_cycles=3)   # 1 + 2 + 4 epochs
+3
+>>> plan = plan_unfrozen(n_trn=1000, n_val=200, bs=32, iters_per_epoch=32, seconds_per_image_train=0.05,
+...                      seconds_per_image_eval=0.01, available=300.0, n_tta=4, max_cycles=3)
+>>> plan["epoch_cost"], plan["tta_cost"], plan["sweep_iters"], plan["cycles"], plan["epochs"]
+(52.0, 10.0, 20, 2, 3)
+"""
+from __future__ import annotations
+
+
+def sgdr_cycles(n_epochs_fit: int, max_cycles: int) -> int:
+    """Largest ``n <= max_cycles`` with ``2**n - 1`` epochs (``cycle_len=1, cycle_mult=2``) ``<= n_epochs_fit``."""
+    n = 0
+    while n < max_cycles and 2 ** (n + 1) - 1 <= n_epochs_fit:
+        n += 1
+    return n
+
+
+def plan_unfrozen(*, n_trn: int, n_val: int, bs: int, iters_per_epoch: int, seconds_per_image_train: float,
+                  seconds_per_image_eval: float, available: float, n_tta: int, max_cycles: int,
+                  world_size: int = 1) -> dict:
+    """What of steps 6-8 (differential rates, lr_find unfrozen, SGDR) fits in ``available`` seconds.
+
+    An epoch costs a training step per training image and an evaluation per validation image; the
+    final TTA costs ``1 + n_tta`` evaluations per validation image; the unfrozen lr_find sweeps a
+    quarter of the time (5 to 20 batches, at most two epochs' worth). What remains buys whole SGDR
+    cycles (1, 3, 7 ... epochs). Costs are per image for the whole process group (under torchrun
+    each rank takes ``1/world_size`` of the images).
+    """
+    c_train, c_eval = float(seconds_per_image_train), float(seconds_per_image_eval)
+    epoch_cost = n_trn * c_train + n_val * c_eval
+    tta_cost = n_val * (1 + n_tta) * c_eval
+    n_sweep = int(min(max(round(0.25 * available / max(bs * c_train, 1e-6)), 5), 20))
+    n_sweep = min(n_sweep, max(iters_per_epoch, 5) * 2)
+    sweep_cost = n_sweep * bs * c_train
+    n_epochs_fit = int((available - tta_cost - sweep_cost) // max(epoch_cost, 1e-6)) if available > 0 else 0
+    cycles = sgdr_cycles(n_epochs_fit, max_cycles)
+    return {"seconds_per_image_train": c_train, "seconds_per_image_eval": c_eval, "epoch_cost": epoch_cost,
+            "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": available,
+            "cycles": cycles, "epochs": 2 ** cycles - 1, "world_size": world_size}
+
+
+def affordable_aug_views(wanted: int, seconds_left: float, train_pass_seconds: float) -> int:
+    """Augmented views of the training set to cache: at most a quarter of the time left goes to them.
+
+    >>> affordable_aug_views(4, seconds_left=100.0, train_pass_seconds=10.0)
+    2
+    """
+    return max(0, min(wanted, int(0.25 * seconds_left / max(train_pass_seconds, 1e-3))))
+
+
+def affordable_tta_views(wanted: int, seconds_left: float, n_val: int, seconds_per_image: float) -> int:
+    """TTA views that fit in the time left (each is one forward pass over the validation images).
+
+    >>> affordable_tta_views(4, seconds_left=25.0, n_val=100, seconds_per_image=0.1)
+    2
+    """
+    if seconds_left <= 0:
+        return 0
+    return max(0, min(wanted, int(seconds_left // max(n_val * seconds_per_image, 1e-6))))
+
