@@ -21,6 +21,7 @@ command that resumes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import math
 import os
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     # train ---------------------------------------------------------------------------------------------
+    from .run.config import field_default as D  # the train options' defaults are TrainConfig's
+
     t = sub.add_parser("train", parents=[common], formatter_class=_formatter, epilog=_TRAIN_EPILOG,
                        help="train a classifier with the lesson's recipe",
                        description="Train an image classifier with the 8-step recipe; write a run folder.")
@@ -183,38 +186,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--out may hold an earlier run: replace that run's files (other files stay)")
     d = t.add_argument_group("data")
     d.add_argument("--csv", metavar="FILE", help="labels CSV (file id, label); images in DATA/--folder")
-    d.add_argument("--suffix", default="", help="appended to each CSV id to name its file, e.g. .jpg")
-    d.add_argument("--folder", default="train", help="image folder for --csv (default: train)")
-    d.add_argument("--val-name", default="valid", help="validation folder (default valid, falls back to val)")
-    d.add_argument("--val-pct", type=_finite_float, default=0.2, help="validation share for --csv (get_cv_idxs)")
+    d.add_argument("--suffix", default=D("suffix"), help="appended to each CSV id to name its file, e.g. .jpg")
+    d.add_argument("--folder", default=D("folder"), help="image folder for --csv (default: train)")
+    d.add_argument("--val-name", default=D("val_name"), help="validation folder (default valid, falls back to val)")
+    d.add_argument("--val-pct", type=_finite_float, default=D("val_pct"), help="validation share for --csv (get_cv_idxs)")
     d.add_argument("--test-name", metavar="FOLDER", help="also precompute this unlabelled folder (e.g. test)")
     d.add_argument("--multi-label", action="store_true", help="CSV labels are space-separated tags")
     d.add_argument("--regression", action="store_true", help="CSV labels are numbers")
-    d.add_argument("--size", type=int, default=224, help="image size the network sees (default 224)")
-    d.add_argument("--bs", type=int, default=32, help="batch size (default 32)")
-    d.add_argument("--aug", choices=("side_on", "top_down", "none"), default="side_on",
+    d.add_argument("--size", type=int, default=D("size"), help=f"image size the network sees (default {D('size')})")
+    d.add_argument("--bs", type=int, default=D("bs"), help=f"batch size (default {D('bs')})")
+    d.add_argument("--aug", choices=("side_on", "top_down", "none"), default=D("aug"),
                    help="augmentation: side_on photos (flips), top_down (dihedral), none")
     m = t.add_argument_group("model and recipe")
-    m.add_argument("--arch", default="efficientnet_lite0",
+    m.add_argument("--arch", default=D("arch"),
                    help="backbone (efficientnet_lite0/1/2 work offline; resnet34, ... or any timm name)")
     m.add_argument("--weights", metavar="FILE", help="backbone weights file (.safetensors / .pth)")
-    m.add_argument("--engine", default="auto", help="forward engine for precompute: auto, openvino, onnxruntime, torch...")
+    m.add_argument("--engine", default=D("engine"), help="forward engine for precompute: auto, openvino, onnxruntime, torch...")
     m.add_argument("--fast", action="store_true", help="precompute only (steps 1-4): no unfreezing")
     m.add_argument("--budget", type=_positive_float, metavar="SECONDS", help="total time budget: the best model that fits")
-    m.add_argument("--unfrozen-budget", type=_positive_float, default=30.0, metavar="SECONDS",
-                   help="seconds for steps 5-8 when --budget is not given (default 30)")
+    m.add_argument("--unfrozen-budget", type=_positive_float, default=D("unfrozen_budget"), metavar="SECONDS",
+                   help=f"seconds for steps 5-8 when --budget is not given (default {D('unfrozen_budget'):g})")
     m.add_argument("--lr", type=_positive_float, help="head learning rate (default: chosen by lr_find)")
-    m.add_argument("--lr-ratio", type=_finite_float, default=3.0, help="each layer group this much lower than the next (3)")
+    m.add_argument("--lr-ratio", type=_finite_float, default=D("lr_ratio"),
+                   help=f"each layer group this much lower than the next ({D('lr_ratio'):g})")
     m.add_argument("--precompute-aug", type=int, default=None, metavar="K",
                    help="augmented views cached per image (2; 0 with --fast)")
-    m.add_argument("--head-epochs", type=int, default=2, help="step 3 epochs (2)")
-    m.add_argument("--aug-epochs", type=int, default=3, help="step 4 epochs (3)")
-    m.add_argument("--max-cycles", type=int, default=3, help="SGDR cycles at most in step 8 (3 = 7 epochs)")
-    m.add_argument("--patience", type=int, default=2, help="stop step 8 after this many epochs without improvement")
+    m.add_argument("--head-epochs", type=int, default=D("head_epochs"), help=f"step 3 epochs ({D('head_epochs')})")
+    m.add_argument("--aug-epochs", type=int, default=D("aug_epochs"), help=f"step 4 epochs ({D('aug_epochs')})")
+    m.add_argument("--max-cycles", type=int, default=D("max_cycles"),
+                   help=f"SGDR cycles at most in step 8 ({D('max_cycles')} = {2 ** D('max_cycles') - 1} epochs)")
+    m.add_argument("--patience", type=int, default=D("patience"), help="stop step 8 after this many epochs without improvement")
     m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented TTA views, 0-4: mirror, zoom in, zoom in mirrored, zoom out (4, 2 with --fast; 0 = none)")
     m.add_argument("--ps", type=_finite_float, help="head dropout")
-    m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    m.add_argument("--export-format", choices=("onnx", "torchscript"), default="onnx")
+    m.add_argument("--seed", type=int, default=D("seed"), help=f"random seed (default {D('seed')})")
+    m.add_argument("--export-format", choices=("onnx", "torchscript"), default=D("export_format"))
     m.add_argument("--cache-dir", metavar="DIR", help="activation cache (default $VISIONTUNE_CACHE or ~/.cache/visiontune)")
     m.add_argument("--num-workers", type=int, help="image-loading worker processes")
     t.set_defaults(func=cmd_train)
@@ -303,7 +308,8 @@ def _say(args, msg: str) -> None:
 
 def cmd_train(args) -> int:
     from .train import distributed
-    from .run.recipe import TrainConfig, train_run
+    from .run.config import TrainConfig
+    from .run.recipe import train_run
 
     # Under torchrun (WORLD_SIZE > 1) every rank runs the recipe data-parallel; rank 0 alone prints and
     # writes the run folder, and the clock-based choices are rank 0's (see docs/scaling.md).
@@ -324,16 +330,10 @@ def cmd_train(args) -> int:
     else:
         if not args.data:
             raise UsageError("DATA is required (or --resume RUN)")
-        cfg = TrainConfig(
-            data=args.data, csv=args.csv, suffix=args.suffix, folder=args.folder, val_name=args.val_name,
-            val_pct=args.val_pct, test_name=args.test_name, arch=args.arch, size=args.size, bs=args.bs,
-            out=args.out, fast=args.fast, budget=args.budget, unfrozen_budget=args.unfrozen_budget,
-            multi_label=args.multi_label, regression=args.regression, seed=args.seed, weights=args.weights,
-            engine=args.engine, aug=args.aug, precompute_aug=args.precompute_aug, head_epochs=args.head_epochs,
-            aug_epochs=args.aug_epochs, lr=args.lr, lr_ratio=args.lr_ratio, max_cycles=args.max_cycles,
-            patience=args.patience, tta=args.tta, ps=args.ps, export_format=args.export_format,
-            cache_dir=args.cache_dir, num_workers=args.num_workers, verbose=not args.quiet, console=console,
-            overwrite=args.overwrite)
+        # every option named like a TrainConfig field goes to it (the parser's defaults are the fields')
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name not in ("verbose", "console") and hasattr(args, f.name)}
+        cfg = TrainConfig(**given, verbose=not args.quiet, console=console)
         # the run's clock starts with the process: Python and the imports took seconds already (the start-up
         # lap; --budget counts them, and the final wall time matches `time visiontune train`)
         result = train_run(cfg, spent_before=seconds_since_process_start())

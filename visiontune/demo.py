@@ -230,7 +230,8 @@ def run_demo(data=None, out="runs/demo", download: str | None = None, sha256: st
     Returns the :class:`~visiontune.run.recipe.RunResult`. ``overrides`` go to ``TrainConfig``.
     """
     from .features.cache import default_cache_dir
-    from .run.recipe import TrainConfig, train_run
+    from .run.config import TrainConfig
+    from .run.recipe import train_run
 
     size = overrides.pop("size", None)
     work = Path(work_dir) if work_dir else default_cache_dir() / "demo"

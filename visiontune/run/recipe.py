@@ -69,11 +69,12 @@ import torch
 
 from ..data import ImageClassifierData, get_cv_idxs
 from ..data.sources import read_label_csv
-from ..imaging.views import MAX_TTA_VIEWS, VIEW_NAMES, tta_views
+from ..imaging.views import tta_views
 from ..train import distributed
 from ..train.callbacks import Callback, EarlyStopping, TimeBudget
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
+from .config import DEFAULT_UNFROZEN_BUDGET, TrainConfig  # noqa: F401 (TrainConfig: API)
 from .folder import RUN_FILES, RunFolder, confine_to
 from .plan import affordable_aug_views, affordable_tta_views, plan_unfrozen
 from .progress import STEPS, Progress, in_words
@@ -81,7 +82,6 @@ from .progress import STEPS, Progress, in_words
 HEAD_LR_RANGE = (1e-3, 1e-1)
 LABELS_COPY = "labels.csv"  # the run's copy of a labels CSV from outside the data folder
 HEAD_LR_RANGE_REG = (1e-6, 1e-1)
-DEFAULT_UNFROZEN_BUDGET = 30.0
 MIN_UNFROZEN_S = 2.0  # with less budget left, the unfrozen phase is skipped without measuring its cost
 EXPORT_RESERVE_S = 4.0  # export + report (measured ~2 s on 2 CPU cores), kept free when a total budget is given
 __all__ = ["RUN_FILES", "STEPS", "RunResult", "TrainConfig", "TrainingInterrupted", "export_run", "load_run_model",
@@ -94,105 +94,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         super().__init__(f"interrupted; resume with: visiontune train --resume {self.run_dir}")
-
-
-@dataclass
-class TrainConfig:
-    """Everything ``visiontune train`` takes. ``data`` is the only required field."""
-
-    data: str
-    csv: str | None = None  # labels CSV (name under data, or a path): images in data/<folder>/<id><suffix>
-    suffix: str = ""
-    folder: str = "train"
-    val_name: str = "valid"  # folder layout: 'valid' falls back to 'val'
-    test_name: str | None = None
-    val_pct: float = 0.2  # CSV layout: get_cv_idxs(n, val_pct=...)
-    arch: str = "efficientnet_lite0"
-    size: int = 224
-    bs: int = 32
-    out: str | None = None
-    fast: bool = False
-    budget: float | None = None  # total seconds for the run
-    unfrozen_budget: float = DEFAULT_UNFROZEN_BUDGET  # seconds for steps 5-8 when budget is None
-    multi_label: bool = False
-    regression: bool = False
-    seed: int = 42
-    weights: str | None = None
-    engine: str = "auto"
-    aug: str = "side_on"  # side_on | top_down | none
-    max_zoom: float = 1.1
-    precompute_aug: int | None = None  # None: 2, or 0 with fast
-    head_epochs: int = 2
-    aug_epochs: int = 3
-    lr: float | None = None  # skip step 2's choice
-    lr_ratio: float = 3.0
-    max_cycles: int = 3
-    patience: int = 2
-    tta: int | None = None  # None: 4 augmented views, or 2 with fast
-    ps: float | None = None
-    export_format: str = "onnx"
-    cache_dir: str | None = None
-    num_workers: int | None = None
-    verbose: bool = True  # False: --quiet
-    console: str = "normal"  # "normal" or "verbose" (--verbose: tracebacks); config.json records the mode used
-    overwrite: bool = False  # --out may hold an earlier run, whose files are replaced (others stay)
-
-    def validate(self) -> None:
-        """Conflicting or impossible options are refused before any work starts."""
-        if self.multi_label and self.regression:
-            raise ValueError("--multi-label and --regression exclude each other")
-        if (self.multi_label or self.regression) and not self.csv:
-            raise ValueError("--multi-label and --regression need labels in a CSV (--csv labels.csv)")
-        for name in ("max_zoom", "lr_ratio", "unfrozen_budget", "val_pct", "lr", "budget", "ps"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
-        if not 0 < self.val_pct < 1:
-            raise ValueError(f"val_pct must be between 0 and 1 (the share of CSV rows to validate on), got {self.val_pct}")
-        if self.ps is not None and not 0 <= self.ps < 1:
-            raise ValueError(f"ps (dropout) must be in [0, 1), got {self.ps}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.size < 16:
-            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
-        if self.bs < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.bs}")
-        if self.budget is not None and self.budget <= 0:
-            raise ValueError(f"budget must be a positive number of seconds, got {self.budget}")
-        if self.aug not in ("side_on", "top_down", "none"):
-            raise ValueError(f"invalid augmentation {self.aug!r}. Only side_on, top_down, none are supported.")
-        if self.export_format not in ("onnx", "torchscript"):
-            raise ValueError(f"invalid export format {self.export_format!r}. Only onnx, torchscript are supported.")
-        if self.lr_ratio < 1:
-            raise ValueError(f"lr_ratio must be >= 1 (each layer group 1x-10x lower than the next), got {self.lr_ratio}")
-        for name in ("precompute_aug", "head_epochs", "aug_epochs", "tta", "max_cycles", "patience"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.tta is not None and self.tta > MAX_TTA_VIEWS:
-            raise ValueError(f"tta must be at most {MAX_TTA_VIEWS} (--tta): the TTA views are "
-                             f"{', '.join(VIEW_NAMES)}, the clean one always included; got {self.tta}")
-        for name in ("folder", "val_name", "test_name"):  # folders of the data: never outside it
-            value = getattr(self, name)
-            if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
-                raise ValueError(f"{name} must be a folder inside the data folder, got {value!r}")
-        if self.console not in ("normal", "verbose"):
-            raise ValueError(f"console must be 'normal' or 'verbose', got {self.console!r}")
-        if self.head_epochs == 0 and self.aug_epochs == 0:
-            raise ValueError("head_epochs and aug_epochs are both 0 (--head-epochs, --aug-epochs): the new head "
-                             "would never be trained; give one of them at least 1 epoch")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def resolved_precompute_aug(self) -> int:
-        """Augmented views cached per training image: as given, else 2 (0 with ``fast``: one clean pass)."""
-        return self.precompute_aug if self.precompute_aug is not None else (0 if self.fast else 2)
-
-    def resolved_tta(self) -> int:
-        """Augmented TTA views: as given, else 4 (2 with ``fast``)."""
-        return self.tta if self.tta is not None else (2 if self.fast else 4)
 
 
 @dataclass
