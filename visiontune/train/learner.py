@@ -41,22 +41,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features.cache import ActivationCache, fingerprint_files
+from ..features.cache import ActivationCache
 from ..models.backbone import Body, create_body
-from ..models.digest import weights_digest as state_digest
 from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
 from ..utils.atomic import atomic_write
 from ..utils.hardware import cpu_supports_bf16
-from . import distributed
+from . import distributed, freezing
 from .callbacks import Callback
-from .loop import TrainingDiverged, autocast_context, evaluate, predict_outputs, to_device, train_one_epoch
+from .activations import ActivationStore, split_dataset
+from .loaders import TrainImages, fed, ordered_loader, view_loader  # noqa: F401  (ordered_loader: kept importable from here)
+from .loop import TrainingDiverged, autocast_context, evaluate, predict_outputs, train_one_epoch
 from .metrics import accuracy, accuracy_multi, metric_name
 from .recorder import Recorder
 from .schedules import fit_multipliers, lr_find_rates, sgdr_epochs
 from .optim import SGD_Momentum
 
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def data_kind(data) -> str:
@@ -72,7 +72,6 @@ def loss_for(kind: str) -> Callable:
     return lambda out, y: F.l1_loss(out.reshape(y.shape[0], -1), y.float().reshape(y.shape[0], -1))
 
 
-READ_AHEAD_BYTES = 256 * 2**20  # decoded batches kept while the first engine builds
 LR_FIND_MIN_ITERS = 100  # lr_find's default sweep when an epoch is shorter (fastai 2's num_it; the data cycles)
 LR_FIND_WARMUP = 10  # lr_find tracks its best loss (for the 4x stop) only after this many iterations
 
@@ -160,23 +159,19 @@ class ConvLearner:
         self.verbose = verbose and distributed.is_main_process()  # only rank 0 prints
         self.compile = bool(compile)  # torch.compile the training step's module
         self._wrapped: tuple | None = None  # ((precompute, n_frozen), module run by the training step)
-        self._dist_trn_dl = None  # this rank's shard of the training images, under torchrun
         # gpu_aug: training images are decoded + pre-sized by the workers and augmented batched on the device
         # (visiontune.transforms.batched); 'auto' = on CUDA, when the transforms allow it
         if gpu_aug not in ("auto", True, False):
             raise ValueError(f"gpu_aug must be 'auto', True or False, got {gpu_aug!r}")
-        self.gpu_aug = self.device.type == "cuda" if gpu_aug == "auto" else gpu_aug
-        self._gpu_aug_strict = gpu_aug is True  # 'auto' falls back to the CPU transforms with a warning
-        self._gpu_trn_dl: tuple | None = None  # (data.trn_dl it was built for, GPU-path loader or None)
+        self._loaders = TrainImages(self.device.type == "cuda" if gpu_aug == "auto" else gpu_aug,
+                                    strict=gpu_aug is True)  # 'auto' falls back to the CPU transforms with a warning
         self.sched = Recorder()
         self.history: list[dict] = []
         self.callbacks: list[Callback] = []
         self._bn_freeze = True
         self._n_frozen = 0
         self._warned_precompute_unfreeze = False
-        self._engines: dict = {}
-        self._acts: dict[str, np.ndarray] = {}  # split/view -> activations (for the current body digest)
-        self._acts_digest: str | None = None
+        self._store = ActivationStore(self)  # activations, their cache keys and the forward engines
         self.models_path = Path(models_path) if models_path else _writable_models_path(Path(data.path))
         self.model.to(self.device)
         if self.channels_last:
@@ -219,18 +214,11 @@ class ConvLearner:
 
     # ---------------------------------------------------------------- layer groups / freezing
     def get_layer_groups(self) -> list[list[nn.Module]]:
-        early, late = self.body.split_groups()
-        return [early, late, [self.head]]
+        return freezing.layer_groups(self.body, self.head)
 
     def freeze_to(self, n: int) -> None:
         """Freeze layer groups before ``n`` (negative counts from the end); train the rest."""
-        groups = self.get_layer_groups()
-        n = n % len(groups) if n < 0 else n
-        for i, group in enumerate(groups):
-            for module in group:
-                for p in module.parameters():
-                    p.requires_grad_(i >= n)
-        self._n_frozen = n
+        self._n_frozen = freezing.freeze_to(self.get_layer_groups(), n)
 
     def freeze(self) -> None:
         """Train the head only."""
@@ -252,21 +240,16 @@ class ConvLearner:
         self._bn_freeze = bool(frozen)
 
     @property
+    def n_frozen(self) -> int:
+        """How many layer groups are frozen (0: all train, 2: the head only)."""
+        return self._n_frozen
+
+    @property
     def body_frozen(self) -> bool:
         return self._n_frozen >= 2
 
     def _set_train_mode(self) -> None:
-        self.model.train()
-        groups = self.get_layer_groups()
-        for i, group in enumerate(groups[:2]):
-            frozen = i < self._n_frozen
-            for module in group:
-                if frozen:
-                    module.eval()  # a frozen group behaves exactly as at inference (BN stats, drop-path off)
-                elif self._bn_freeze:
-                    for m in module.modules():
-                        if isinstance(m, BN_TYPES):
-                            m.eval()
+        freezing.set_train_mode(self.model, self.get_layer_groups(), self._n_frozen, self._bn_freeze)
 
     # ---------------------------------------------------------------- precompute
     @property
@@ -279,206 +262,54 @@ class ConvLearner:
             self.save_fc1()
         self._precompute = bool(value)
 
-    def _tfms_desc(self, tfms) -> dict:
-        keys = ("sz", "mean", "std", "crop_pct", "crop_type", "interpolation", "max_zoom", "aug_names")
-        desc = {k: getattr(tfms, k, None) for k in keys}
-        desc["repr"] = repr(tfms)
-        desc["geometry"] = "imaging.views"  # the views' resize rule (int(sz / crop_pct), one box resize)
-        if getattr(tfms, "train", False) and getattr(tfms, "item_seedable", False):
-            desc["rng"] = "per-image seeds"  # augmented views drawn per image (threaded loaders): not older caches' views
-        return desc
+    @property
+    def _engines(self) -> dict:
+        """The forward engines in use (see :class:`~visiontune.train.activations.ActivationStore`)."""
+        return self._store.engines
 
-    def _split_dataset(self, split: str):
-        return {"train": self.data.trn_ds, "valid": self.data.val_ds, "test": self.data.test_ds}[split]
-
-    def _act_key(self, split: str, view: str, seed: int = 0) -> str:
-        ds = self._split_dataset(split)
-        aug = view.startswith("aug")
-        tfms = self.data.trn_tfms if aug else self.data.val_tfms
-        if view.startswith("view-"):
-            tfms = tfms.with_view(view[len("view-"):])
-        return self.cache.key(
-            arch=self.arch.timm_name, weights=self._body_digest(), split=split, view=view,
-            tfms=self._tfms_desc(tfms), root=str(Path(self.data.path).resolve()),
-            files=fingerprint_files(ds.file_fingerprint()),
-            numerics="bf16-allowed" if split == "train" else "fp32",
-            **({"seed": seed} if aug and seed else {}),  # seed 0 keeps the keys caches were written under
-        )
-
-    def _body_digest(self) -> str:
-        # Hashing every weight costs ~0.1-0.3 s; it is redone only when a body tensor changed (data pointer /
-        # in-place version counter), not on every epoch's cache lookup.
-        from ..features.engines_base import _weights_key
-
-        key = _weights_key(self.body)
-        memo = getattr(self, "_digest_memo", None)
-        if memo is None or memo[0] != key:
-            memo = self._digest_memo = (key, state_digest(self.body))
-        return memo[1]
-
-    def _features_module(self) -> nn.Module:
-        return nn.Sequential(self.body, self.pool)
-
-    def _engine(self, module_name: str, module: nn.Module, n_images: int, digest: str | None = None,
-                fp32: bool = False):
-        """The forward engine for ``module``; ``fp32`` for evaluation (validation, test, TTA), so the numbers
-        match the fp32 export that ``visiontune predict`` runs; training passes may use bf16 where fast."""
-        from ..features.engine import create_engine
-
-        digest = digest or state_digest(module)
-        key = (module_name, digest, fp32)
-        if key not in self._engines:
-            for stale in [k for k in self._engines if k[0] == module_name and k[2] == fp32]:
-                del self._engines[stale]
-            sz = self.data.sz
-            kind = "torch-cl" if fp32 and self.engine_kind == "torch-bf16" else self.engine_kind
-            self._engines[key] = create_engine(module, kind=kind, example_input_shape=(1, 3, sz, sz),
-                                               device=self.device, n_images=n_images,
-                                               # the pretrained body's export is what later runs reuse
-                                               cache_id=(f"{self.arch.timm_name}:{module_name}:{digest}"
-                                                         if module_name == "features" else None),
-                                               uint8_norm=(self.data.val_tfms.mean, self.data.val_tfms.std)
-                                               if getattr(self.data, "val_tfms", None) is not None else None,
-                                               precision="fp32" if fp32 else "auto")
-        return self._engines[key]
-
-    def _compute_acts(self, loader, n_images: int, fp32: bool = False) -> np.ndarray:
-        from ..features.engine import reading_ahead, run_engine
-
-        module = self._features_module()
-        digest = self._body_digest()  # the pool has no weights: the body's (memoised) digest names the module
-        if ("features", digest, fp32) in self._engines:
-            return run_engine(self._engine("features", module, n_images, digest, fp32), loader, progress=self.verbose)
-        # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
-        # holding at most READ_AHEAD_BYTES of uint8 batches
-        batch_bytes = 3 * self.data.sz ** 2 * max(1, int(getattr(loader, "batch_size", None) or self.data.bs))
-        with reading_ahead(loader, depth=max(2, min(16, READ_AHEAD_BYTES // batch_bytes))) as early:
-            engine = self._engine("features", module, n_images, digest, fp32)
-            return run_engine(engine, early, progress=self.verbose)
+    @property
+    def _acts(self) -> dict:
+        return self._store.acts
 
     def activations(self, split: str, view: str = "clean", seed: int = 0) -> np.ndarray:
         """Pooled body activations of ``split`` ('train', 'valid', 'test') for a view, from the cache."""
-        ds = self._split_dataset(split)
-        if ds is None:
-            raise ValueError(f"the data has no {split} set")
-        key = self._act_key(split, view, seed)
-        if key in self._acts:
-            return self._acts[key]
-
-        fp32 = split != "train"  # what is evaluated is computed as the fp32 export computes it
-
-        def compute():
-            loader = self._view_loader(split, view, seed)
-            if not distributed.is_distributed():
-                return self._compute_acts(loader, len(ds), fp32)
-            # each rank runs its contiguous shard; all ranks get the whole array, in order
-            return distributed.all_gather_array(self._compute_acts(distributed.shard_loader(loader), len(ds), fp32))
-
-        arr = distributed.cached_array(self.cache, key, compute, meta={"arch": self.arch.name, "split": split,
-                                                                       "view": view, "n": len(ds)})
-        self._acts[key] = arr
-        return arr
-
-    def _view_loader(self, split: str, view: str, seed: int):
-        """An ordered loader of ``split`` with clean (validation), TTA-view (``view-<name>``) or augmented
-        (training) transforms."""
-        aug = view.startswith("aug")
-        if aug:
-            torch.manual_seed(_view_seed(view, seed))
-        return ordered_loader(self.data, split, augment=aug,
-                              tta_view=view[len("view-"):] if view.startswith("view-") else None)
+        return self._store.get(split, view, seed)
 
     def save_fc1(self) -> None:
         """Compute (or read back) the clean activations of train, validation and test."""
-        self.activations("train")
-        self.activations("valid")
-        if self.data.test_ds is not None:
-            self.activations("test")
-        for k in range(self.precompute_aug):
-            self.activations("train", f"aug{k}")
+        self._store.precompute_all()
 
     def _train_act_batches(self, shuffle_seed: int):
         """One epoch of (activations, targets) batches for the head, sampling augmented views."""
-        clean = self.activations("train")
-        views = [clean] + [self.activations("train", f"aug{k}") for k in range(self.precompute_aug)]
-        y = np.asarray(self.data.trn_y)
-        n, bs = len(clean), self.data.bs
-        rng = np.random.default_rng(shuffle_seed)
-        order = rng.permutation(n)
-        choice = rng.integers(0, len(views), size=n)
-        n_batches = n // bs if n > bs else 1
-        for b in range(n_batches):
-            idx = np.sort(order[b * bs:(b + 1) * bs]) if n > bs else order
-            if len(views) == 1:
-                x = np.asarray(clean[idx], dtype=np.float32)
-            else:
-                x = np.stack([views[c][i] for i, c in zip(idx, choice[idx])]).astype(np.float32)
-            yield torch.from_numpy(x), torch.from_numpy(np.asarray(y[idx]))
+        return self._store.train_batches(shuffle_seed)
 
     # ---------------------------------------------------------------- fit
     def _group_values(self, values, name: str, n_groups: int = 3) -> list[float]:
-        if values is None:
-            return [0.0] * n_groups
-        arr = np.atleast_1d(np.asarray(values, dtype=float))
-        if arr.size == 1:
-            return [float(arr[0])] * n_groups
-        if arr.size != n_groups:
-            raise ValueError(f"{name} has {arr.size} values but the model has {n_groups} layer groups "
-                             f"(early body, late body, head); pass one number or {n_groups}")
-        return [float(v) for v in arr]
+        return freezing.group_values(values, name, n_groups)
 
     def _optimizer(self, lrs, wds):
-        lrs, wds = self._group_values(lrs, "lrs"), self._group_values(wds, "wds")
-        groups = self.get_layer_groups()
         first = 2 if self.precompute else self._n_frozen
-        param_groups, base = [], []
-        for i in range(first, len(groups)):
-            params = [p for m in groups[i] for p in m.parameters() if p.requires_grad]
-            if params:
-                param_groups.append({"params": params, "lr": lrs[i], "weight_decay": wds[i]})
-                base.append(lrs[i])
-        return self.opt_fn(param_groups, lrs[-1]), base
+        return freezing.make_optimizer(self.opt_fn, self.get_layer_groups(), first, lrs, wds)
+
+    @property
+    def gpu_aug(self) -> bool:
+        return self._loaders.gpu_aug
+
+    @gpu_aug.setter
+    def gpu_aug(self, value: bool) -> None:
+        self._loaders.gpu_aug = bool(value)
 
     def _train_loader(self, epoch_seed: int):
         if self.precompute:
             return list(self._train_act_batches(epoch_seed))
-        if not distributed.is_distributed():
-            return self._fed(self._image_trn_dl())
-        dl = self._image_trn_dl()
-        if self._dist_trn_dl is None or self._dist_trn_dl.dataset is not dl.dataset:
-            from ..data.sources import Loader
-
-            sampler = distributed.ShardedBatchSampler(len(dl.dataset), dl.batch_size, dl.drop_last)
-            self._dist_trn_dl = Loader(dl.dataset, dl.batch_size, num_workers=dl.num_workers, normalizer=dl.normalizer,
-                                       batch_sampler=sampler, persistent=True)
-        self._dist_trn_dl.batch_sampler.set_epoch(epoch_seed)  # same shuffle on every rank; each takes its slice
-        return self._fed(self._dist_trn_dl)
+        return self._loaders.epoch(self.data, epoch_seed, self.device)
 
     def _image_trn_dl(self):
-        """The training images' loader: ``data.trn_dl``, or with ``gpu_aug`` one yielding pre-sized uint8 batches
-        that are augmented batched where they are normalised (on the device; see ``data/gpu_decode.py``)."""
-        if not self.gpu_aug:
-            return self.data.trn_dl
-        if self._gpu_trn_dl is None or self._gpu_trn_dl[0] is not self.data.trn_dl:
-            from ..data.gpu_decode import gpu_train_loader
-
-            try:
-                dl = gpu_train_loader(self.data)
-            except ValueError as e:
-                if self._gpu_aug_strict:
-                    raise ValueError(f"gpu_aug=True: {e}") from e
-                import warnings
-
-                warnings.warn(f"visiontune: augmenting on the CPU, not the GPU: {e}", stacklevel=3)
-                dl = None
-            self._gpu_trn_dl = (self.data.trn_dl, dl)
-        return self._gpu_trn_dl[1] if self._gpu_trn_dl[1] is not None else self.data.trn_dl
+        """The training images' loader (see :class:`~visiontune.train.loaders.TrainImages`)."""
+        return self._loaders.images(self.data)
 
     def _fed(self, loader):
-        """On CUDA, the loader copies uint8 batches from pinned memory and normalises them on the GPU."""
-        if self.device.type == "cuda" and hasattr(loader, "with_device"):
-            return loader.with_device(self.device)
-        return loader
+        return fed(loader, self.device)
 
     def _iters_per_epoch(self) -> int:
         if self.precompute:
@@ -616,7 +447,7 @@ class ConvLearner:
 
     def _outputs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Model outputs (log-probs for single-label) and targets for 'valid' or 'test', clean view."""
-        ds = self._split_dataset(split)
+        ds = split_dataset(self.data, split)
         y = np.asarray(self.data.val_y if split == "valid" else np.zeros(len(ds), dtype=np.int64))
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split)), y
@@ -632,7 +463,7 @@ class ConvLearner:
         from ..features.engine import run_engine
 
         # The same forward engine as precompute (ONNX Runtime / OpenVINO / bf16 where available).
-        return run_engine(self._engine("model", self.model, len(loader.dataset), fp32=True), self._fed(loader))
+        return run_engine(self._store.engine("model", self.model, len(loader.dataset), fp32=True), self._fed(loader))
 
     @torch.no_grad()
     def _head_outputs(self, acts: np.ndarray, bs: int = 4096) -> np.ndarray:
@@ -728,7 +559,7 @@ class ConvLearner:
     def _view_outputs(self, split: str, name: str) -> np.ndarray:
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split, f"view-{name}"))
-        return self._predict_images(self._view_loader(split, f"view-{name}", 0))
+        return self._predict_images(view_loader(self.data, split, f"view-{name}", 0))
 
     # ---------------------------------------------------------------- lr finder
     def lr_find(self, start_lr=1e-5, end_lr=10, wds=None, num_it: int | None = None, stop_div: bool = True):
@@ -839,27 +670,6 @@ class ConvLearner:
     def __repr__(self) -> str:
         return (f"ConvLearner(arch={self.arch.name}, classes={self.data.c}, kind={self.kind}, "
                 f"precompute={self.precompute}, frozen_groups={self._n_frozen})")
-
-
-def ordered_loader(data, split: str, augment: bool, tta_view: str | None = None):
-    """Images of ``split`` in order, with validation (clean) transforms, one TTA view of them
-    (:mod:`visiontune.imaging.views`), or training (augmented) transforms."""
-    from ..data.sources import Loader
-
-    ds = {"train": data.trn_ds, "valid": data.val_ds, "test": data.test_ds}[split]
-    if tta_view is not None and tta_view != "center":
-        tfms = data.val_tfms.with_view(tta_view)
-        return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms, threaded=True)
-    if not augment:
-        return {"train": data.fix_dl, "valid": data.val_dl, "test": data.test_dl}[split]
-    tfms = data.trn_tfms
-    # visiontune's own augmentations seed each image: a pool of threads gives the same views as one process
-    return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms,
-                  threaded=bool(getattr(tfms, "item_seedable", False)))
-
-
-def _view_seed(view: str, seed: int) -> int:
-    return int(hashlib.sha256(f"{view}:{seed}".encode()).hexdigest()[:8], 16)
 
 
 def _writable_models_path(data_path: Path) -> Path:
