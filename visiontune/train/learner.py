@@ -51,10 +51,12 @@ from . import distributed, freezing
 from .callbacks import Callback
 from .activations import ActivationStore, split_dataset
 from .loaders import TrainImages, fed, ordered_loader, view_loader  # noqa: F401  (ordered_loader: kept importable from here)
+from . import lr_find as lr_sweep
+from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
 from .loop import TrainingDiverged, autocast_context, evaluate, predict_outputs, train_one_epoch
 from .metrics import accuracy, accuracy_multi, metric_name
 from .recorder import Recorder
-from .schedules import fit_multipliers, lr_find_rates, sgdr_epochs
+from .schedules import fit_multipliers, sgdr_epochs
 from .optim import SGD_Momentum
 
 
@@ -72,8 +74,6 @@ def loss_for(kind: str) -> Callable:
     return lambda out, y: F.l1_loss(out.reshape(y.shape[0], -1), y.float().reshape(y.shape[0], -1))
 
 
-LR_FIND_MIN_ITERS = 100  # lr_find's default sweep when an epoch is shorter (fastai 2's num_it; the data cycles)
-LR_FIND_WARMUP = 10  # lr_find tracks its best loss (for the 4x stop) only after this many iterations
 
 
 def start_at_target_mean(head: nn.Module, targets) -> None:
@@ -336,6 +336,16 @@ class ConvLearner:
         distributed.sync_random_state()
         distributed.broadcast_module_state(self.model)
 
+    def _run_epoch(self, optimizer, base, mults, it: int, epoch_seed: int, on_batch, progress=None):
+        """One epoch of the training step, fit's and lr_find's: the head on activations or the model on images,
+        from global iteration ``it``; returns (mean loss, next iteration, stopped)."""
+        set_mode = (lambda: self.head.train()) if self.precompute else self._set_train_mode
+        module = self._train_module()
+        return train_one_epoch(
+            module, self.crit, optimizer, self._train_loader(epoch_seed), base, mults, it, self.device,
+            amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
+            set_train_mode=set_mode, on_batch_end=on_batch, progress=progress, reduce_loss=self._loss_reducer())
+
     def fit(self, lrs, n_cycle: int, cycle_len: float | None = None, cycle_mult: float = 1, wds=None,
             callbacks: Sequence[Callback] = (), seed: int | None = None, checkpoint=None, resume: dict | None = None):
         """Train for ``n_cycle`` epochs, or ``n_cycle`` SGDR cycles of ``cycle_len * cycle_mult**k`` epochs.
@@ -380,12 +390,7 @@ class ConvLearner:
                     self.sched.record(lr, loss)
                     return any(cb.on_batch_end(self, i, loss, lr) for cb in callbacks)
 
-                module = self._train_module()
-                set_mode = (lambda: self.head.train()) if self.precompute else self._set_train_mode
-                trn_loss, it, stopped = train_one_epoch(
-                    module, self.crit, optimizer, self._train_loader(epoch_base + epoch), base, mults, it,
-                    self.device, amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-                    set_train_mode=set_mode, on_batch_end=on_batch, progress=progress, reduce_loss=self._loss_reducer())
+                trn_loss, it, stopped = self._run_epoch(optimizer, base, mults, it, epoch_base + epoch, on_batch, progress)
                 if progress is not None:
                     progress.close()
                 # rank 0's BatchNorm statistics (DDP keeps the parameters equal); the replicated head entirely
@@ -576,45 +581,14 @@ class ConvLearner:
         self._sync_ranks()
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
-        ipe = self._iters_per_epoch()
-        if num_it is None:
-            num_it = max(ipe, LR_FIND_MIN_ITERS)
-            if num_it > ipe and self.verbose:
-                print(f"lr_find: one epoch is {ipe} iteration{'s' if ipe != 1 else ''}, too few for a curve; "
-                      f"sweeping {num_it} iterations over the training data {math.ceil(num_it / ipe)} times "
-                      "(num_it= sets the length)", flush=True)
-        start = np.asarray(self._group_values(start_lr, "start_lr"))
-        end = np.asarray(self._group_values(end_lr, "end_lr"))
-        rates = lr_find_rates(1.0, float(end[-1] / start[-1]), num_it)
+        num_it = lr_sweep.sweep_length(self._iters_per_epoch(), num_it, self.verbose)
+        start = self._group_values(start_lr, "start_lr")
+        rates = lr_sweep.sweep_multipliers(start, self._group_values(end_lr, "end_lr"), num_it)
         optimizer, base = self._optimizer(start, wds)
         self.sched = Recorder(kind="lr_find")
-        best, avg, it = math.inf, 0.0, 0
         try:
-            epoch = 0
-            while it < num_it:
-                module = self._train_module()
-                set_mode = (lambda: self.head.train()) if self.precompute else self._set_train_mode
-                sched = self.sched
-
-                def on_batch(i, loss, lr):
-                    nonlocal best, avg
-                    sched.record(lr, loss)
-                    avg = 0.98 * avg + 0.02 * loss
-                    smoothed = avg / (1 - 0.98 ** len(sched.losses))
-                    if len(sched.losses) > LR_FIND_WARMUP:
-                        best = min(best, smoothed)
-                    return stop_div and (not math.isfinite(loss) or smoothed > 4 * best)
-
-                try:
-                    _, it, stopped = train_one_epoch(
-                        module, self.crit, optimizer, self._train_loader(epoch), base, rates, it, self.device,
-                        amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-                        set_train_mode=set_mode, on_batch_end=on_batch, reduce_loss=self._loss_reducer())
-                except TrainingDiverged:
-                    stopped = True
-                epoch += 1
-                if stopped:
-                    break
+            lr_sweep.sweep(lambda epoch, it, on_batch: self._run_epoch(optimizer, base, rates, it, epoch, on_batch),
+                           self.sched, num_it, stop_div)
         finally:
             self.model.load_state_dict(state)
             torch.set_rng_state(rng_state)
@@ -655,6 +629,20 @@ class ConvLearner:
             raise ValueError(f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]} "
                              "(was it saved from another architecture or number of classes?)")
         self._acts.clear()
+
+    def state_dict(self) -> dict:
+        """The learner's part of a training checkpoint: the weights (on the CPU), the recorded rates and
+        losses, how many layer groups are frozen and whether it trains on precomputed activations."""
+        return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "sched_lrs": list(self.sched.lrs), "sched_losses": list(self.sched.losses),
+                "n_frozen": int(self._n_frozen), "precompute": bool(self.precompute)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put back the weights and the recorded rates and losses of :meth:`state_dict`. Freezing and
+        ``precompute`` stay as they are: a fit resumes on a learner set up as the interrupted one was."""
+        self.model.load_state_dict(state["model"])
+        self.sched.lrs[:] = state.get("sched_lrs", [])
+        self.sched.losses[:] = state.get("sched_losses", [])
 
     def set_data(self, data) -> None:
         """Switch to new data (e.g. bigger images), keeping the weights; recomputes activations if precomputing."""
