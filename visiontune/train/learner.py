@@ -26,11 +26,9 @@ data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distr
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
 import random
-import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -45,7 +43,6 @@ from ..features.cache import ActivationCache
 from ..models.backbone import Body, create_body
 from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
-from ..utils.atomic import atomic_write
 from ..utils.hardware import cpu_supports_bf16
 from . import distributed, freezing
 from .callbacks import Callback
@@ -58,6 +55,8 @@ from .metrics import accuracy, accuracy_multi, metric_name
 from .recorder import Recorder
 from .schedules import fit_multipliers, sgdr_epochs
 from .optim import SGD_Momentum
+from .fit_log import FitLogs, epoch_header, epoch_row
+from .weights import load_weights, save_weights, writable_models_path
 
 
 
@@ -101,31 +100,6 @@ def set_seed(seed: int) -> None:
 
 def _default_device() -> torch.device:
     return distributed.default_device()  # cuda:LOCAL_RANK under torchrun
-
-
-class FitLogs(list):
-    """The per-epoch logs ``fit`` returns: a list of dicts that a notebook cell does not echo.
-
-    ``fit`` prints one line per epoch already; as a cell's last expression the full list of dicts
-    would follow as a long ``Out[]``. IPython calls ``_ipython_display_`` instead of showing the value,
-    and this one shows nothing. ``repr`` is one line. Everything else is a plain list.
-
-    >>> logs = FitLogs([{"epoch": 0, "val_loss": 0.25, "accuracy": 0.9}])
-    >>> logs
-    FitLogs(1 epoch, last: epoch 0, val_loss 0.25, accuracy 0.9)
-    >>> logs[0]["accuracy"]
-    0.9
-    """
-
-    def _ipython_display_(self) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        if not self:
-            return "FitLogs(no epoch)"
-        last = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self[-1].items()
-                         if k not in ("lr", "seconds", "trn_loss"))
-        return f"FitLogs({len(self)} epoch{'s' if len(self) != 1 else ''}, last: {last})"
 
 
 class ConvLearner:
@@ -172,7 +146,7 @@ class ConvLearner:
         self._n_frozen = 0
         self._warned_precompute_unfreeze = False
         self._store = ActivationStore(self)  # activations, their cache keys and the forward engines
-        self.models_path = Path(models_path) if models_path else _writable_models_path(Path(data.path))
+        self.models_path = Path(models_path) if models_path else writable_models_path(Path(data.path))
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -440,11 +414,8 @@ class ConvLearner:
         the column names above a fit's first row."""
         if self.verbose:
             if header:
-                names = ["epoch", "trn_loss", "val_loss"] + [metric_name(m) for m in self.metrics]
-                cells = [f"{names[0]:<6}"] + [f"{n:>9}" for n in names[1:]] + [f"{'time':>7}"]
-                print("  " + "  ".join(cells), flush=True)
-            cells = [f"{epoch:<6d}", f"{trn_loss:9.5f}"] + [f"{v:9.5f}" for v in vals] + [f"{seconds:6.1f}s"]
-            print("[ " + "  ".join(cells) + " ]", flush=True)
+                print(epoch_header([metric_name(m) for m in self.metrics]), flush=True)
+            print(epoch_row(epoch, trn_loss, vals, seconds), flush=True)
 
     # ---------------------------------------------------------------- evaluation / prediction
     def _can_use_cached_body(self) -> bool:
@@ -604,30 +575,19 @@ class ConvLearner:
 
     def save(self, name: str) -> Path:
         """Write the model's weights to ``{models_path}/{name}.safetensors`` atomically."""
-        from safetensors.torch import save
-
         path = self._weights_path(name)
         if distributed.is_main_process():  # under torchrun only rank 0 writes; the others wait for the file
-            state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            with atomic_write(path, "wb") as f:
-                f.write(save(state, metadata={"arch": self.arch.name, "classes": ",".join(map(str, self.data.classes or []))}))
+            save_weights(self.model, path, {"arch": self.arch.name,
+                                            "classes": ",".join(map(str, self.data.classes or []))})
         distributed.barrier()
         return path
 
     def load(self, name_or_path) -> None:
         """Read weights written by :meth:`save` (a name under ``models_path``, or a file path)."""
-        from safetensors.torch import load_file
-
         path = Path(name_or_path)
         if not path.suffix:
             path = self._weights_path(str(name_or_path))
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved weights at {path}; learn.save(name) writes them there")
-        state = load_file(str(path), device=str(self.device))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]} "
-                             "(was it saved from another architecture or number of classes?)")
+        load_weights(self.model, path, self.device)
         self._acts.clear()
 
     def state_dict(self) -> dict:
@@ -658,22 +618,3 @@ class ConvLearner:
     def __repr__(self) -> str:
         return (f"ConvLearner(arch={self.arch.name}, classes={self.data.c}, kind={self.kind}, "
                 f"precompute={self.precompute}, frozen_groups={self._n_frozen})")
-
-
-def _writable_models_path(data_path: Path) -> Path:
-    """``{data.path}/models`` as in the lesson, or a per-dataset folder in the cache if that is read-only."""
-    target = data_path / "models"
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe = target / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return target
-    except OSError:
-        from ..features.cache import default_cache_dir
-
-        tag = hashlib.sha256(str(data_path.resolve()).encode()).hexdigest()[:12]
-        fallback = default_cache_dir() / "models" / f"{data_path.name}-{tag}"
-        fallback.mkdir(parents=True, exist_ok=True)
-        print(f"note: {target} is not writable; saving models under {fallback}", file=sys.stderr)
-        return fallback
