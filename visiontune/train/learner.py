@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
 import time
 from collections import OrderedDict
@@ -50,11 +49,12 @@ from .activations import ActivationStore, split_dataset
 from .loaders import TrainImages, fed, ordered_loader, view_loader  # noqa: F401  (ordered_loader: kept importable from here)
 from . import lr_find as lr_sweep
 from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
-from .loop import TrainingDiverged, autocast_context, evaluate, predict_outputs, train_one_epoch
+from .loop import TrainingDiverged, evaluate, predict_outputs, train_one_epoch
 from .metrics import accuracy, accuracy_multi, metric_name
 from .recorder import Recorder
 from .schedules import fit_multipliers, sgdr_epochs
 from .optim import SGD_Momentum
+from .evaluation import average_views, head_outputs, image_outputs, open_item, read_outputs
 from .fit_log import FitLogs, epoch_header, epoch_row
 from .weights import load_weights, save_weights, writable_models_path
 
@@ -441,12 +441,8 @@ class ConvLearner:
         # The same forward engine as precompute (ONNX Runtime / OpenVINO / bf16 where available).
         return run_engine(self._store.engine("model", self.model, len(loader.dataset), fp32=True), self._fed(loader))
 
-    @torch.no_grad()
     def _head_outputs(self, acts: np.ndarray, bs: int = 4096) -> np.ndarray:
-        self.head.eval()
-        outs = [self.head(torch.from_numpy(np.array(acts[i:i + bs], dtype=np.float32)).to(self.device)).float().cpu().numpy()
-                for i in range(0, len(acts), bs)]
-        return np.concatenate(outs) if outs else np.zeros((0, self.data.c), np.float32)
+        return head_outputs(self.head, acts, self.device, self.data.c, bs)
 
     def validate(self) -> list[float]:
         """[val_loss, *metrics] on the whole validation set."""
@@ -469,32 +465,9 @@ class ConvLearner:
         return self._predict_one(item)
 
     def _predict_one(self, item):
-        from PIL import Image
-
-        if isinstance(item, (str, os.PathLike)):
-            from ..data.imageio import load_image
-
-            img = load_image(item, target_size=getattr(self.data.val_tfms, "min_side", None))
-        elif isinstance(item, Image.Image):
-            img = item.convert("RGB")
-        else:
-            raise TypeError(f"learn.predict takes an image file path or a PIL image (or nothing, for the validation "
-                            f"set), not {type(item).__name__}")
-        x = self.data.val_tfms.normalize(self.data.val_tfms(img)).unsqueeze(0).to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        self.model.eval()
-        with torch.no_grad(), autocast_context(self.device, self.amp):
-            out = self.model(x).float().cpu().numpy()[0]
-        classes = list(self.data.classes or [])
-        if self.kind == "single":
-            probs = np.exp(out)
-            idx = int(probs.argmax())
-            return (classes[idx] if classes else idx), idx, probs
-        if self.kind == "multi":
-            hits = (out > 0.5).astype(np.int64)
-            return [c for c, h in zip(classes, hits) if h], hits, out
-        return out, None, out
+        img = open_item(item, self.data.val_tfms)
+        out = image_outputs(self.model, img, self.data.val_tfms, self.device, self.amp, self.channels_last)
+        return read_outputs(out, self.kind, self.data.classes)
 
     def predict_with_targs(self, is_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
         return self._outputs("test" if is_test else "valid")
@@ -527,10 +500,7 @@ class ConvLearner:
         names = tta_views(n_aug)
         clean, y = self._outputs(split)
         views = [clean] + [self._view_outputs(split, name) for name in names[1:]]
-        if self.kind == "single":
-            probs = np.mean([np.exp(v) for v in views], axis=0)
-            return np.log(np.clip(probs, 1e-12, None)), y
-        return np.mean(views, axis=0), y
+        return average_views(views, self.kind), y
 
     def _view_outputs(self, split: str, name: str) -> np.ndarray:
         if self._can_use_cached_body():
