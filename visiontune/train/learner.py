@@ -31,11 +31,10 @@ import random
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..features.cache import ActivationCache
@@ -44,52 +43,21 @@ from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
 from ..utils.hardware import cpu_supports_bf16
 from . import distributed, freezing
-from .callbacks import Callback
-from .activations import ActivationStore, split_dataset
-from .loaders import TrainImages, fed, ordered_loader, view_loader  # noqa: F401  (ordered_loader: kept importable from here)
 from . import lr_find as lr_sweep
-from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
-from .loop import TrainingDiverged, evaluate, predict_outputs, train_one_epoch
-from .metrics import accuracy, accuracy_multi, metric_name
-from .recorder import Recorder
-from .schedules import fit_multipliers, sgdr_epochs
-from .optim import SGD_Momentum
+from .activations import ActivationStore, split_dataset
+from .callbacks import Callback
 from .evaluation import average_views, head_outputs, image_outputs, open_item, read_outputs
 from .fit_log import FitLogs, epoch_header, epoch_row
+from .loaders import TrainImages, fed, view_loader
+from .loaders import ordered_loader  # noqa: F401  (kept importable from here)
+from .loop import TrainingDiverged, evaluate, predict_outputs, train_one_epoch
+from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
+from .metrics import metric_name
+from .optim import SGD_Momentum
+from .recorder import Recorder
+from .schedules import fit_multipliers, sgdr_epochs
+from .task import data_kind, default_metrics, loss_for, start_at_target_mean
 from .weights import load_weights, save_weights, writable_models_path
-
-
-
-def data_kind(data) -> str:
-    return "reg" if getattr(data, "is_reg", False) else "multi" if getattr(data, "is_multi", False) else "single"
-
-
-def loss_for(kind: str) -> Callable:
-    """NLL on log-probs (single-label), BCE on sigmoid outputs (multi-label), L1 (regression)."""
-    if kind == "single":
-        return lambda out, y: F.nll_loss(out, y.long())
-    if kind == "multi":
-        return lambda out, y: F.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), y.float())
-    return lambda out, y: F.l1_loss(out.reshape(y.shape[0], -1), y.float().reshape(y.shape[0], -1))
-
-
-
-
-def start_at_target_mean(head: nn.Module, targets) -> None:
-    """A new regression head starts out predicting the training targets' mean: its last layer gets
-    zero weights and the mean as its bias.
-
-    Targets are on any scale (prices, ages, angles). With the default random init the untrained
-    head predicts the mean of nothing, with noise of about +-0.6 from its 2 x 1280 random weights,
-    and an L1 loss moves the outputs by at most the learning rate per step: a few epochs would not
-    even reach the targets' level. Starting at the mean, training learns the variation around it
-    (the gradient of a zero weight is not zero, so nothing is stuck).
-    """
-    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-    mean = torch.as_tensor(np.asarray(targets, dtype=np.float32)).reshape(len(targets), -1).mean(0)
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(mean.to(last.bias.dtype).expand_as(last.bias))
 
 
 def set_seed(seed: int) -> None:
@@ -118,9 +86,7 @@ class ConvLearner:
         self.model = nn.Sequential(OrderedDict(body=body, pool=self.pool, head=head))
         self.kind = data_kind(data)
         self.crit = loss_for(self.kind)
-        if metrics is None:
-            metrics = [] if self.kind == "reg" else [accuracy_multi] if self.kind == "multi" else [accuracy]
-        self.metrics = list(metrics)
+        self.metrics = list(default_metrics(self.kind) if metrics is None else metrics)
         self.opt_fn = opt_fn or SGD_Momentum(0.9)
         self.engine_kind = engine
         self.precompute_aug = int(precompute_aug)
