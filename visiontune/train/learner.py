@@ -46,11 +46,12 @@ from . import distributed, freezing
 from . import lr_find as lr_sweep
 from .activations import ActivationStore, split_dataset
 from .callbacks import Callback
+from .epoch import EpochRunner
 from .evaluation import average_views, head_outputs, image_outputs, open_item, read_outputs
 from .fit_log import FitLogs, epoch_header, epoch_row
 from .loaders import TrainImages, fed, view_loader
 from .loaders import ordered_loader  # noqa: F401  (kept importable from here)
-from .loop import TrainingDiverged, evaluate, predict_outputs, train_one_epoch
+from .loop import TrainingDiverged, evaluate, predict_outputs
 from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
 from .metrics import metric_name
 from .optim import SGD_Momentum
@@ -98,7 +99,6 @@ class ConvLearner:
         self.channels_last = True  # ~2x faster convolutions on CPU (measured: 2.0 vs 3.7 s per 32-image train step)
         self.verbose = verbose and distributed.is_main_process()  # only rank 0 prints
         self.compile = bool(compile)  # torch.compile the training step's module
-        self._wrapped: tuple | None = None  # ((precompute, n_frozen), module run by the training step)
         # gpu_aug: training images are decoded + pre-sized by the workers and augmented batched on the device
         # (visiontune.transforms.batched); 'auto' = on CUDA, when the transforms allow it
         if gpu_aug not in ("auto", True, False):
@@ -112,6 +112,7 @@ class ConvLearner:
         self._n_frozen = 0
         self._warned_precompute_unfreeze = False
         self._store = ActivationStore(self)  # activations, their cache keys and the forward engines
+        self._epochs = EpochRunner(self, self._store, self._loaders)  # fit's and lr_find's epochs
         self.models_path = Path(models_path) if models_path else writable_models_path(Path(data.path))
         self.model.to(self.device)
         if self.channels_last:
@@ -239,11 +240,6 @@ class ConvLearner:
     def gpu_aug(self, value: bool) -> None:
         self._loaders.gpu_aug = bool(value)
 
-    def _train_loader(self, epoch_seed: int):
-        if self.precompute:
-            return list(self._train_act_batches(epoch_seed))
-        return self._loaders.epoch(self.data, epoch_seed, self.device)
-
     def _image_trn_dl(self):
         """The training images' loader (see :class:`~visiontune.train.loaders.TrainImages`)."""
         return self._loaders.images(self.data)
@@ -251,40 +247,14 @@ class ConvLearner:
     def _fed(self, loader):
         return fed(loader, self.device)
 
-    def _iters_per_epoch(self) -> int:
-        if self.precompute:
-            n, bs = len(self.data.trn_ds), self.data.bs
-            return n // bs if n > bs else 1
-        return len(self.data.trn_dl)
-
-    def _train_module(self) -> nn.Module:
-        """What the training step runs: the head (on activations) or the model, under DDP when distributed
-        (images only: the head on activations trains replicated, every rank running identical steps),
-        compiled when ``compile=True``. Rebuilt when the trainable parameters change."""
-        key = (self.precompute, self._n_frozen)
-        if self._wrapped is None or self._wrapped[0] != key:
-            module = self.head if self.precompute else distributed.ddp_wrap(self.model, self.device)
-            self._wrapped = (key, torch.compile(module) if self.compile else module)
-        return self._wrapped[1]
-
-    def _loss_reducer(self):
-        """Under DDP each rank's loss covers its slice of the batch: log and check the mean over ranks."""
-        return distributed.all_reduce_mean if distributed.is_distributed() and not self.precompute else None
-
     def _sync_ranks(self) -> None:
         """Every rank continues from rank 0's weights and RNG states (so seeded draws agree)."""
         distributed.sync_random_state()
         distributed.broadcast_module_state(self.model)
 
     def _run_epoch(self, optimizer, base, mults, it: int, epoch_seed: int, on_batch, progress=None):
-        """One epoch of the training step, fit's and lr_find's: the head on activations or the model on images,
-        from global iteration ``it``; returns (mean loss, next iteration, stopped)."""
-        set_mode = (lambda: self.head.train()) if self.precompute else self._set_train_mode
-        module = self._train_module()
-        return train_one_epoch(
-            module, self.crit, optimizer, self._train_loader(epoch_seed), base, mults, it, self.device,
-            amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-            set_train_mode=set_mode, on_batch_end=on_batch, progress=progress, reduce_loss=self._loss_reducer())
+        """One epoch of the training step, fit's and lr_find's (see :class:`~visiontune.train.epoch.EpochRunner`)."""
+        return self._epochs.run(optimizer, base, mults, it, epoch_seed, self._set_train_mode, on_batch, progress)
 
     def fit(self, lrs, n_cycle: int, cycle_len: float | None = None, cycle_mult: float = 1, wds=None,
             callbacks: Sequence[Callback] = (), seed: int | None = None, checkpoint=None, resume: dict | None = None):
@@ -305,7 +275,7 @@ class ConvLearner:
             set_seed(seed)
         self._sync_ranks()
         n_epochs = sgdr_epochs(n_cycle, cycle_len, cycle_mult)
-        ipe = self._iters_per_epoch()
+        ipe = self._epochs.iters_per_epoch()
         mults = fit_multipliers(n_cycle, cycle_len, cycle_mult, ipe)
         optimizer, base = self._optimizer(lrs, wds)
         self.sched = Recorder(kind="fit")
@@ -488,7 +458,7 @@ class ConvLearner:
         self._sync_ranks()
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
-        num_it = lr_sweep.sweep_length(self._iters_per_epoch(), num_it, self.verbose)
+        num_it = lr_sweep.sweep_length(self._epochs.iters_per_epoch(), num_it, self.verbose)
         start = self._group_values(start_lr, "start_lr")
         rates = lr_sweep.sweep_multipliers(start, self._group_values(end_lr, "end_lr"), num_it)
         optimizer, base = self._optimizer(start, wds)
