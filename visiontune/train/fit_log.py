@@ -15,6 +15,21 @@ def epoch_header(metric_names: list[str]) -> str:
     return "  " + "  ".join(cells)
 
 
+def print_epoch(epoch: int, trn_loss: float, vals: list[float], seconds: float, metric_names: list[str],
+                header: bool) -> None:
+    """Print an epoch's row, with the header above it when ``header`` (a fit's first row)."""
+    if header:
+        print(epoch_header(metric_names), flush=True)
+    print(epoch_row(epoch, trn_loss, vals, seconds), flush=True)
+
+
+def epoch_progress(total: int, desc: str):
+    """A bar per epoch: widget or text bar in Jupyter, text bar in a terminal, nothing in a log."""
+    from ..utils.display import progress_bar
+
+    return progress_bar(total, desc, unit="batch")
+
+
 def epoch_row(epoch: int, trn_loss: float, vals: list[float], seconds: float) -> str:
     """The lesson's row ``[ epoch trn_loss val_loss metrics... ]`` with the epoch's time."""
     cells = [f"{epoch:<6d}", f"{trn_loss:9.5f}"] + [f"{v:9.5f}" for v in vals] + [f"{seconds:6.1f}s"]

@@ -4,6 +4,12 @@ Layer groups are ``[early body, late body, head]`` for every backbone, so ``lr=n
 1e-2])`` means what the lesson says. Freezing the groups before ``n`` turns off their gradients; in
 training mode a frozen group behaves exactly as at inference, and with ``bn_freeze`` the unfrozen body
 groups' BatchNorm layers keep their running statistics too (the head's BatchNorm always trains).
+
+BatchNorm policy (decided and tested): the body's BatchNorm layers always use their running
+statistics, frozen or not (``bn_freeze=True``, the default); their affine weights train once their
+group is unfrozen. Measured on hymenoptera, batch statistics after unfreezing dropped accuracy from
+0.948 to 0.908; frozen statistics raised it to 0.954. ``learn.bn_freeze(False)`` switches unfrozen
+groups' BatchNorm to batch statistics.
 """
 from __future__ import annotations
 

@@ -5,19 +5,14 @@
 >>> learn = ConvLearner.pretrained(efficientnet_lite0, data, precompute=True)  # doctest: +SKIP
 >>> learn.fit(1e-2, 3)  # doctest: +SKIP
 
-Layer groups: ``[early body, late body, head]`` for every backbone, so ``lr=np.array([1e-4, 1e-3,
-1e-2])`` means what the lesson says. ``freeze()`` trains the head only; ``unfreeze()`` trains all.
+Layer groups: ``[early body, late body, head]``; ``freeze()`` trains the head only, ``unfreeze()`` all;
+the BatchNorm policy is :mod:`visiontune.train.freezing`'s. With ``precompute=True`` ``fit`` trains the
+head on cached body activations (:mod:`visiontune.train.activations`); ``learn.precompute = False``
+trains on augmented images, with the same head.
 
-BatchNorm policy (decided and tested): the body's BatchNorm layers always use their running
-statistics, frozen or not (``bn_freeze=True``, the default); their affine weights train once their
-group is unfrozen. Measured on hymenoptera, batch statistics after unfreezing dropped accuracy from
-0.948 to 0.908; frozen statistics raised it to 0.954. ``learn.bn_freeze(False)`` switches unfrozen
-groups' BatchNorm to batch statistics. The head's BatchNorm always trains normally.
-
-Precompute: with ``precompute=True`` the body runs once over the training images (no augmentation),
-validation and test; the pooled activations go to an on-disk cache (see ``visiontune.features.cache``)
-and ``fit`` trains the head on them. ``learn.precompute = False`` trains on augmented images, with
-the same head.
+The learner is the lesson's front door; the work is done in ``train/``'s modules: ``freezing``,
+``activations``, ``loaders``, ``epoch`` (fit's and lr_find's epochs), ``lr_find``, ``evaluation``,
+``task``, ``fit_log``, ``weights``, and ``checkpoint`` through :meth:`ConvLearner.state_dict`.
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) the learner joins the process group itself and trains
 data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distributed` and
@@ -48,7 +43,7 @@ from .activations import ActivationStore, split_dataset
 from .callbacks import Callback
 from .epoch import EpochRunner
 from .evaluation import average_views, head_outputs, image_outputs, open_item, read_outputs
-from .fit_log import FitLogs, epoch_header, epoch_row
+from .fit_log import FitLogs, epoch_progress, print_epoch
 from .loaders import TrainImages, fed, view_loader
 from .loaders import ordered_loader  # noqa: F401  (kept importable from here)
 from .loop import TrainingDiverged, evaluate, predict_outputs
@@ -99,12 +94,7 @@ class ConvLearner:
         self.channels_last = True  # ~2x faster convolutions on CPU (measured: 2.0 vs 3.7 s per 32-image train step)
         self.verbose = verbose and distributed.is_main_process()  # only rank 0 prints
         self.compile = bool(compile)  # torch.compile the training step's module
-        # gpu_aug: training images are decoded + pre-sized by the workers and augmented batched on the device
-        # (visiontune.transforms.batched); 'auto' = on CUDA, when the transforms allow it
-        if gpu_aug not in ("auto", True, False):
-            raise ValueError(f"gpu_aug must be 'auto', True or False, got {gpu_aug!r}")
-        self._loaders = TrainImages(self.device.type == "cuda" if gpu_aug == "auto" else gpu_aug,
-                                    strict=gpu_aug is True)  # 'auto' falls back to the CPU transforms with a warning
+        self._loaders = TrainImages.for_device(gpu_aug, self.device)  # the training images' loader (GPU aug, DDP)
         self.sched = Recorder()
         self.history: list[dict] = []
         self.callbacks: list[Callback] = []
@@ -225,9 +215,6 @@ class ConvLearner:
         return self._store.train_batches(shuffle_seed)
 
     # ---------------------------------------------------------------- fit
-    def _group_values(self, values, name: str, n_groups: int = 3) -> list[float]:
-        return freezing.group_values(values, name, n_groups)
-
     def _optimizer(self, lrs, wds):
         first = 2 if self.precompute else self._n_frozen
         return freezing.make_optimizer(self.opt_fn, self.get_layer_groups(), first, lrs, wds)
@@ -294,7 +281,7 @@ class ConvLearner:
         try:
             for epoch in range(first_epoch, n_epochs):
                 t0 = time.perf_counter()
-                progress = self._progress_bar(ipe, f"epoch {epoch}")
+                progress = epoch_progress(ipe, f"epoch {epoch}") if self.verbose else None
 
                 def on_batch(i, loss, lr):
                     self.sched.record(lr, loss)
@@ -316,7 +303,9 @@ class ConvLearner:
                 good_state = copy.deepcopy(watched.state_dict())
                 logs_all.append(logs)
                 self.history.append(logs)
-                self._print_epoch(epoch, trn_loss, vals, logs["seconds"], header=epoch == first_epoch)
+                if self.verbose:
+                    print_epoch(epoch, trn_loss, vals, logs["seconds"], [metric_name(m) for m in self.metrics],
+                                header=epoch == first_epoch)
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]) or stopped:
                     stop = True
                 # rank 0's decision for all: a clock-based callback (TimeBudget) may answer differently per rank
@@ -336,22 +325,6 @@ class ConvLearner:
         for cb in callbacks:
             cb.on_train_end(self)
         return FitLogs(logs_all)
-
-    def _progress_bar(self, total: int, desc: str):
-        """A bar per epoch: widget or text bar in Jupyter, text bar in a terminal, nothing in a log."""
-        if not self.verbose:
-            return None
-        from ..utils.display import progress_bar
-
-        return progress_bar(total, desc, unit="batch")
-
-    def _print_epoch(self, epoch: int, trn_loss: float, vals: list[float], seconds: float, header: bool) -> None:
-        """The lesson's row ``[ epoch trn_loss val_loss metrics... ]`` with the epoch's time; a header with
-        the column names above a fit's first row."""
-        if self.verbose:
-            if header:
-                print(epoch_header([metric_name(m) for m in self.metrics]), flush=True)
-            print(epoch_row(epoch, trn_loss, vals, seconds), flush=True)
 
     # ---------------------------------------------------------------- evaluation / prediction
     def _can_use_cached_body(self) -> bool:
@@ -459,8 +432,8 @@ class ConvLearner:
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
         num_it = lr_sweep.sweep_length(self._epochs.iters_per_epoch(), num_it, self.verbose)
-        start = self._group_values(start_lr, "start_lr")
-        rates = lr_sweep.sweep_multipliers(start, self._group_values(end_lr, "end_lr"), num_it)
+        start = freezing.group_values(start_lr, "start_lr")
+        rates = lr_sweep.sweep_multipliers(start, freezing.group_values(end_lr, "end_lr"), num_it)
         optimizer, base = self._optimizer(start, wds)
         self.sched = Recorder(kind="lr_find")
         try:

@@ -58,6 +58,15 @@ class TrainImages:
         self._gpu: tuple | None = None  # (data.trn_dl it was built for, GPU-path loader or None)
         self._sharded = None  # this rank's shard of the training images, under torchrun
 
+    @classmethod
+    def for_device(cls, gpu_aug: bool | str, device: torch.device) -> "TrainImages":
+        """``gpu_aug``: training images are decoded + pre-sized by the workers and augmented batched on the
+        device (visiontune.transforms.batched); 'auto' = on CUDA, when the transforms allow it (else the CPU
+        transforms, with a warning); True forces it (an error if the transforms do not allow it)."""
+        if gpu_aug not in ("auto", True, False):
+            raise ValueError(f"gpu_aug must be 'auto', True or False, got {gpu_aug!r}")
+        return cls(device.type == "cuda" if gpu_aug == "auto" else gpu_aug, strict=gpu_aug is True)
+
     def images(self, data):
         if not self.gpu_aug:
             return data.trn_dl
