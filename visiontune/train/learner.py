@@ -471,7 +471,8 @@ class ConvLearner:
 
     def state_dict(self) -> dict:
         """The learner's part of a training checkpoint: the weights (on the CPU), the recorded rates and
-        losses, how many layer groups are frozen and whether it trains on precomputed activations."""
+        losses, how many layer groups are frozen and whether it trains on precomputed activations. As with
+        ``nn.Module.state_dict``, weights already on the CPU are shared, not copied."""
         return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "sched_lrs": list(self.sched.lrs), "sched_losses": list(self.sched.losses),
                 "n_frozen": int(self._n_frozen), "precompute": bool(self.precompute)}
