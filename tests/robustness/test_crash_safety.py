@@ -19,7 +19,6 @@ from torch import nn
 
 from visiontune.features.cache import ActivationCache
 from visiontune.train.checkpoint import load_checkpoint, save_checkpoint
-from visiontune.train.recorder import Recorder
 from visiontune.utils import atomic
 from visiontune.utils.atomic import atomic_write_bytes, atomic_write_json
 
@@ -126,7 +125,7 @@ class FullDisk:
 def tiny_learner():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
-    return SimpleNamespace(model=model, sched=Recorder(kind="fit"), _n_frozen=2, precompute=True), model
+    return SimpleNamespace(model=model, state_dict=lambda: {"model": model.state_dict(), "sched_lrs": [], "sched_losses": [], "n_frozen": 2, "precompute": True}), model
 
 
 def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):

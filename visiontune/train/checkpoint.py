@@ -28,9 +28,10 @@ class CheckpointMismatch(ValueError):
 def save_checkpoint(path, learner, optimizer, callbacks, *, epoch: int, iteration: int, epoch_base: int,
                     logs: list[dict], finished: bool, extra: dict | None = None) -> None:
     np_state = np.random.get_state()
+    mine = learner.state_dict()
     state = {
         "version": VERSION,
-        "model": {k: v.detach().cpu() for k, v in learner.model.state_dict().items()},
+        "model": mine["model"],
         "optimizer": optimizer.state_dict(),
         "epoch": int(epoch),
         "iteration": int(iteration),
@@ -42,10 +43,10 @@ def save_checkpoint(path, learner, optimizer, callbacks, *, epoch: int, iteratio
         "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
                       float(np_state[4])],
         "rng_python": repr(random.getstate()),
-        "sched_lrs": list(learner.sched.lrs),
-        "sched_losses": list(learner.sched.losses),
-        "n_frozen": int(learner._n_frozen),
-        "precompute": bool(learner.precompute),
+        "sched_lrs": mine["sched_lrs"],
+        "sched_losses": mine["sched_losses"],
+        "n_frozen": mine["n_frozen"],
+        "precompute": mine["precompute"],
         "extra": extra or {},
     }
     buf = io.BytesIO()
@@ -148,11 +149,9 @@ def restore_fit_state(learner, optimizer, callbacks, state: dict):
             cb.load_state_dict(cb_state)
         except (ValueError, TypeError, KeyError, AttributeError):
             raise CheckpointMismatch(f"its state of {type(cb).__name__} is not one it writes") from None
-    learner.model.load_state_dict(state["model"])
+    learner.load_state_dict(state)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_torch"])
     np.random.set_state(_numpy_rng_state(state["rng_numpy"]))
     random.setstate(_python_rng_state(state["rng_python"]))
-    learner.sched.lrs[:] = state.get("sched_lrs", [])
-    learner.sched.losses[:] = state.get("sched_losses", [])
     return state["epoch"] + 1, state["iteration"], state["epoch_base"], list(state.get("logs", []))

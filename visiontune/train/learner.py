@@ -5,19 +5,14 @@
 >>> learn = ConvLearner.pretrained(efficientnet_lite0, data, precompute=True)  # doctest: +SKIP
 >>> learn.fit(1e-2, 3)  # doctest: +SKIP
 
-Layer groups: ``[early body, late body, head]`` for every backbone, so ``lr=np.array([1e-4, 1e-3,
-1e-2])`` means what the lesson says. ``freeze()`` trains the head only; ``unfreeze()`` trains all.
+Layer groups: ``[early body, late body, head]``; ``freeze()`` trains the head only, ``unfreeze()`` all;
+the BatchNorm policy is :mod:`visiontune.train.freezing`'s. With ``precompute=True`` ``fit`` trains the
+head on cached body activations (:mod:`visiontune.train.activations`); ``learn.precompute = False``
+trains on augmented images, with the same head.
 
-BatchNorm policy (decided and tested): the body's BatchNorm layers always use their running
-statistics, frozen or not (``bn_freeze=True``, the default); their affine weights train once their
-group is unfrozen. Measured on hymenoptera, batch statistics after unfreezing dropped accuracy from
-0.948 to 0.908; frozen statistics raised it to 0.954. ``learn.bn_freeze(False)`` switches unfrozen
-groups' BatchNorm to batch statistics. The head's BatchNorm always trains normally.
-
-Precompute: with ``precompute=True`` the body runs once over the training images (no augmentation),
-validation and test; the pooled activations go to an on-disk cache (see ``visiontune.features.cache``)
-and ``fit`` trains the head on them. ``learn.precompute = False`` trains on augmented images, with
-the same head.
+The learner is the lesson's front door; the work is done in ``train/``'s modules: ``freezing``,
+``activations``, ``loaders``, ``epoch`` (fit's and lr_find's epochs), ``lr_find``, ``evaluation``,
+``task``, ``fit_log``, ``weights``, and ``checkpoint`` through :meth:`ConvLearner.state_dict`.
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) the learner joins the process group itself and trains
 data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distributed` and
@@ -26,72 +21,39 @@ data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distr
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
-import os
 import random
-import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..features.cache import ActivationCache, fingerprint_files
+from ..features.cache import ActivationCache
 from ..models.backbone import Body, create_body
-from ..models.digest import weights_digest as state_digest
 from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
-from ..utils.atomic import atomic_write
 from ..utils.hardware import cpu_supports_bf16
-from . import distributed
+from . import distributed, freezing
+from . import lr_find as lr_sweep
+from .activations import ActivationStore, split_dataset
 from .callbacks import Callback
-from .loop import TrainingDiverged, autocast_context, evaluate, predict_outputs, to_device, train_one_epoch
-from .metrics import accuracy, accuracy_multi, metric_name
-from .recorder import Recorder
-from .schedules import fit_multipliers, lr_find_rates, sgdr_epochs
+from .epoch import EpochRunner
+from .evaluation import average_views, head_outputs, image_outputs, open_item, read_outputs
+from .fit_log import FitLogs, epoch_progress, print_epoch
+from .loaders import TrainImages, fed, view_loader
+from .loaders import ordered_loader  # noqa: F401  (kept importable from here)
+from .loop import TrainingDiverged, evaluate, predict_outputs
+from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
+from .metrics import metric_name
 from .optim import SGD_Momentum
-
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-def data_kind(data) -> str:
-    return "reg" if getattr(data, "is_reg", False) else "multi" if getattr(data, "is_multi", False) else "single"
-
-
-def loss_for(kind: str) -> Callable:
-    """NLL on log-probs (single-label), BCE on sigmoid outputs (multi-label), L1 (regression)."""
-    if kind == "single":
-        return lambda out, y: F.nll_loss(out, y.long())
-    if kind == "multi":
-        return lambda out, y: F.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), y.float())
-    return lambda out, y: F.l1_loss(out.reshape(y.shape[0], -1), y.float().reshape(y.shape[0], -1))
-
-
-READ_AHEAD_BYTES = 256 * 2**20  # decoded batches kept while the first engine builds
-LR_FIND_MIN_ITERS = 100  # lr_find's default sweep when an epoch is shorter (fastai 2's num_it; the data cycles)
-LR_FIND_WARMUP = 10  # lr_find tracks its best loss (for the 4x stop) only after this many iterations
-
-
-def start_at_target_mean(head: nn.Module, targets) -> None:
-    """A new regression head starts out predicting the training targets' mean: its last layer gets
-    zero weights and the mean as its bias.
-
-    Targets are on any scale (prices, ages, angles). With the default random init the untrained
-    head predicts the mean of nothing, with noise of about +-0.6 from its 2 x 1280 random weights,
-    and an L1 loss moves the outputs by at most the learning rate per step: a few epochs would not
-    even reach the targets' level. Starting at the mean, training learns the variation around it
-    (the gradient of a zero weight is not zero, so nothing is stuck).
-    """
-    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-    mean = torch.as_tensor(np.asarray(targets, dtype=np.float32)).reshape(len(targets), -1).mean(0)
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(mean.to(last.bias.dtype).expand_as(last.bias))
+from .recorder import Recorder
+from .schedules import fit_multipliers, sgdr_epochs
+from .task import data_kind, default_metrics, loss_for, start_at_target_mean
+from .weights import load_weights, save_weights, writable_models_path
 
 
 def set_seed(seed: int) -> None:
@@ -102,31 +64,6 @@ def set_seed(seed: int) -> None:
 
 def _default_device() -> torch.device:
     return distributed.default_device()  # cuda:LOCAL_RANK under torchrun
-
-
-class FitLogs(list):
-    """The per-epoch logs ``fit`` returns: a list of dicts that a notebook cell does not echo.
-
-    ``fit`` prints one line per epoch already; as a cell's last expression the full list of dicts
-    would follow as a long ``Out[]``. IPython calls ``_ipython_display_`` instead of showing the value,
-    and this one shows nothing. ``repr`` is one line. Everything else is a plain list.
-
-    >>> logs = FitLogs([{"epoch": 0, "val_loss": 0.25, "accuracy": 0.9}])
-    >>> logs
-    FitLogs(1 epoch, last: epoch 0, val_loss 0.25, accuracy 0.9)
-    >>> logs[0]["accuracy"]
-    0.9
-    """
-
-    def _ipython_display_(self) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        if not self:
-            return "FitLogs(no epoch)"
-        last = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self[-1].items()
-                         if k not in ("lr", "seconds", "trn_loss"))
-        return f"FitLogs({len(self)} epoch{'s' if len(self) != 1 else ''}, last: {last})"
 
 
 class ConvLearner:
@@ -145,9 +82,7 @@ class ConvLearner:
         self.model = nn.Sequential(OrderedDict(body=body, pool=self.pool, head=head))
         self.kind = data_kind(data)
         self.crit = loss_for(self.kind)
-        if metrics is None:
-            metrics = [] if self.kind == "reg" else [accuracy_multi] if self.kind == "multi" else [accuracy]
-        self.metrics = list(metrics)
+        self.metrics = list(default_metrics(self.kind) if metrics is None else metrics)
         self.opt_fn = opt_fn or SGD_Momentum(0.9)
         self.engine_kind = engine
         self.precompute_aug = int(precompute_aug)
@@ -159,25 +94,16 @@ class ConvLearner:
         self.channels_last = True  # ~2x faster convolutions on CPU (measured: 2.0 vs 3.7 s per 32-image train step)
         self.verbose = verbose and distributed.is_main_process()  # only rank 0 prints
         self.compile = bool(compile)  # torch.compile the training step's module
-        self._wrapped: tuple | None = None  # ((precompute, n_frozen), module run by the training step)
-        self._dist_trn_dl = None  # this rank's shard of the training images, under torchrun
-        # gpu_aug: training images are decoded + pre-sized by the workers and augmented batched on the device
-        # (visiontune.transforms.batched); 'auto' = on CUDA, when the transforms allow it
-        if gpu_aug not in ("auto", True, False):
-            raise ValueError(f"gpu_aug must be 'auto', True or False, got {gpu_aug!r}")
-        self.gpu_aug = self.device.type == "cuda" if gpu_aug == "auto" else gpu_aug
-        self._gpu_aug_strict = gpu_aug is True  # 'auto' falls back to the CPU transforms with a warning
-        self._gpu_trn_dl: tuple | None = None  # (data.trn_dl it was built for, GPU-path loader or None)
+        self._loaders = TrainImages.for_device(gpu_aug, self.device)  # the training images' loader (GPU aug, DDP)
         self.sched = Recorder()
         self.history: list[dict] = []
         self.callbacks: list[Callback] = []
         self._bn_freeze = True
         self._n_frozen = 0
         self._warned_precompute_unfreeze = False
-        self._engines: dict = {}
-        self._acts: dict[str, np.ndarray] = {}  # split/view -> activations (for the current body digest)
-        self._acts_digest: str | None = None
-        self.models_path = Path(models_path) if models_path else _writable_models_path(Path(data.path))
+        self._store = ActivationStore(self)  # activations, their cache keys and the forward engines
+        self._epochs = EpochRunner(self, self._store, self._loaders)  # fit's and lr_find's epochs
+        self.models_path = Path(models_path) if models_path else writable_models_path(Path(data.path))
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -219,18 +145,11 @@ class ConvLearner:
 
     # ---------------------------------------------------------------- layer groups / freezing
     def get_layer_groups(self) -> list[list[nn.Module]]:
-        early, late = self.body.split_groups()
-        return [early, late, [self.head]]
+        return freezing.layer_groups(self.body, self.head)
 
     def freeze_to(self, n: int) -> None:
         """Freeze layer groups before ``n`` (negative counts from the end); train the rest."""
-        groups = self.get_layer_groups()
-        n = n % len(groups) if n < 0 else n
-        for i, group in enumerate(groups):
-            for module in group:
-                for p in module.parameters():
-                    p.requires_grad_(i >= n)
-        self._n_frozen = n
+        self._n_frozen = freezing.freeze_to(self.get_layer_groups(), n)
 
     def freeze(self) -> None:
         """Train the head only."""
@@ -252,21 +171,16 @@ class ConvLearner:
         self._bn_freeze = bool(frozen)
 
     @property
+    def n_frozen(self) -> int:
+        """How many layer groups are frozen (0: all train, 2: the head only)."""
+        return self._n_frozen
+
+    @property
     def body_frozen(self) -> bool:
         return self._n_frozen >= 2
 
     def _set_train_mode(self) -> None:
-        self.model.train()
-        groups = self.get_layer_groups()
-        for i, group in enumerate(groups[:2]):
-            frozen = i < self._n_frozen
-            for module in group:
-                if frozen:
-                    module.eval()  # a frozen group behaves exactly as at inference (BN stats, drop-path off)
-                elif self._bn_freeze:
-                    for m in module.modules():
-                        if isinstance(m, BN_TYPES):
-                            m.eval()
+        freezing.set_train_mode(self.model, self.get_layer_groups(), self._n_frozen, self._bn_freeze)
 
     # ---------------------------------------------------------------- precompute
     @property
@@ -279,231 +193,55 @@ class ConvLearner:
             self.save_fc1()
         self._precompute = bool(value)
 
-    def _tfms_desc(self, tfms) -> dict:
-        keys = ("sz", "mean", "std", "crop_pct", "crop_type", "interpolation", "max_zoom", "aug_names")
-        desc = {k: getattr(tfms, k, None) for k in keys}
-        desc["repr"] = repr(tfms)
-        desc["geometry"] = "imaging.views"  # the views' resize rule (int(sz / crop_pct), one box resize)
-        if getattr(tfms, "train", False) and getattr(tfms, "item_seedable", False):
-            desc["rng"] = "per-image seeds"  # augmented views drawn per image (threaded loaders): not older caches' views
-        return desc
+    @property
+    def _engines(self) -> dict:
+        """The forward engines in use (see :class:`~visiontune.train.activations.ActivationStore`)."""
+        return self._store.engines
 
-    def _split_dataset(self, split: str):
-        return {"train": self.data.trn_ds, "valid": self.data.val_ds, "test": self.data.test_ds}[split]
-
-    def _act_key(self, split: str, view: str, seed: int = 0) -> str:
-        ds = self._split_dataset(split)
-        aug = view.startswith("aug")
-        tfms = self.data.trn_tfms if aug else self.data.val_tfms
-        if view.startswith("view-"):
-            tfms = tfms.with_view(view[len("view-"):])
-        return self.cache.key(
-            arch=self.arch.timm_name, weights=self._body_digest(), split=split, view=view,
-            tfms=self._tfms_desc(tfms), root=str(Path(self.data.path).resolve()),
-            files=fingerprint_files(ds.file_fingerprint()),
-            numerics="bf16-allowed" if split == "train" else "fp32",
-            **({"seed": seed} if aug and seed else {}),  # seed 0 keeps the keys caches were written under
-        )
-
-    def _body_digest(self) -> str:
-        # Hashing every weight costs ~0.1-0.3 s; it is redone only when a body tensor changed (data pointer /
-        # in-place version counter), not on every epoch's cache lookup.
-        from ..features.engines_base import _weights_key
-
-        key = _weights_key(self.body)
-        memo = getattr(self, "_digest_memo", None)
-        if memo is None or memo[0] != key:
-            memo = self._digest_memo = (key, state_digest(self.body))
-        return memo[1]
-
-    def _features_module(self) -> nn.Module:
-        return nn.Sequential(self.body, self.pool)
-
-    def _engine(self, module_name: str, module: nn.Module, n_images: int, digest: str | None = None,
-                fp32: bool = False):
-        """The forward engine for ``module``; ``fp32`` for evaluation (validation, test, TTA), so the numbers
-        match the fp32 export that ``visiontune predict`` runs; training passes may use bf16 where fast."""
-        from ..features.engine import create_engine
-
-        digest = digest or state_digest(module)
-        key = (module_name, digest, fp32)
-        if key not in self._engines:
-            for stale in [k for k in self._engines if k[0] == module_name and k[2] == fp32]:
-                del self._engines[stale]
-            sz = self.data.sz
-            kind = "torch-cl" if fp32 and self.engine_kind == "torch-bf16" else self.engine_kind
-            self._engines[key] = create_engine(module, kind=kind, example_input_shape=(1, 3, sz, sz),
-                                               device=self.device, n_images=n_images,
-                                               # the pretrained body's export is what later runs reuse
-                                               cache_id=(f"{self.arch.timm_name}:{module_name}:{digest}"
-                                                         if module_name == "features" else None),
-                                               uint8_norm=(self.data.val_tfms.mean, self.data.val_tfms.std)
-                                               if getattr(self.data, "val_tfms", None) is not None else None,
-                                               precision="fp32" if fp32 else "auto")
-        return self._engines[key]
-
-    def _compute_acts(self, loader, n_images: int, fp32: bool = False) -> np.ndarray:
-        from ..features.engine import reading_ahead, run_engine
-
-        module = self._features_module()
-        digest = self._body_digest()  # the pool has no weights: the body's (memoised) digest names the module
-        if ("features", digest, fp32) in self._engines:
-            return run_engine(self._engine("features", module, n_images, digest, fp32), loader, progress=self.verbose)
-        # the first pass builds the engine (ONNX export + compile, mostly on one core): decode meanwhile,
-        # holding at most READ_AHEAD_BYTES of uint8 batches
-        batch_bytes = 3 * self.data.sz ** 2 * max(1, int(getattr(loader, "batch_size", None) or self.data.bs))
-        with reading_ahead(loader, depth=max(2, min(16, READ_AHEAD_BYTES // batch_bytes))) as early:
-            engine = self._engine("features", module, n_images, digest, fp32)
-            return run_engine(engine, early, progress=self.verbose)
+    @property
+    def _acts(self) -> dict:
+        return self._store.acts
 
     def activations(self, split: str, view: str = "clean", seed: int = 0) -> np.ndarray:
         """Pooled body activations of ``split`` ('train', 'valid', 'test') for a view, from the cache."""
-        ds = self._split_dataset(split)
-        if ds is None:
-            raise ValueError(f"the data has no {split} set")
-        key = self._act_key(split, view, seed)
-        if key in self._acts:
-            return self._acts[key]
-
-        fp32 = split != "train"  # what is evaluated is computed as the fp32 export computes it
-
-        def compute():
-            loader = self._view_loader(split, view, seed)
-            if not distributed.is_distributed():
-                return self._compute_acts(loader, len(ds), fp32)
-            # each rank runs its contiguous shard; all ranks get the whole array, in order
-            return distributed.all_gather_array(self._compute_acts(distributed.shard_loader(loader), len(ds), fp32))
-
-        arr = distributed.cached_array(self.cache, key, compute, meta={"arch": self.arch.name, "split": split,
-                                                                       "view": view, "n": len(ds)})
-        self._acts[key] = arr
-        return arr
-
-    def _view_loader(self, split: str, view: str, seed: int):
-        """An ordered loader of ``split`` with clean (validation), TTA-view (``view-<name>``) or augmented
-        (training) transforms."""
-        aug = view.startswith("aug")
-        if aug:
-            torch.manual_seed(_view_seed(view, seed))
-        return ordered_loader(self.data, split, augment=aug,
-                              tta_view=view[len("view-"):] if view.startswith("view-") else None)
+        return self._store.get(split, view, seed)
 
     def save_fc1(self) -> None:
         """Compute (or read back) the clean activations of train, validation and test."""
-        self.activations("train")
-        self.activations("valid")
-        if self.data.test_ds is not None:
-            self.activations("test")
-        for k in range(self.precompute_aug):
-            self.activations("train", f"aug{k}")
+        self._store.precompute_all()
 
     def _train_act_batches(self, shuffle_seed: int):
         """One epoch of (activations, targets) batches for the head, sampling augmented views."""
-        clean = self.activations("train")
-        views = [clean] + [self.activations("train", f"aug{k}") for k in range(self.precompute_aug)]
-        y = np.asarray(self.data.trn_y)
-        n, bs = len(clean), self.data.bs
-        rng = np.random.default_rng(shuffle_seed)
-        order = rng.permutation(n)
-        choice = rng.integers(0, len(views), size=n)
-        n_batches = n // bs if n > bs else 1
-        for b in range(n_batches):
-            idx = np.sort(order[b * bs:(b + 1) * bs]) if n > bs else order
-            if len(views) == 1:
-                x = np.asarray(clean[idx], dtype=np.float32)
-            else:
-                x = np.stack([views[c][i] for i, c in zip(idx, choice[idx])]).astype(np.float32)
-            yield torch.from_numpy(x), torch.from_numpy(np.asarray(y[idx]))
+        return self._store.train_batches(shuffle_seed)
 
     # ---------------------------------------------------------------- fit
-    def _group_values(self, values, name: str, n_groups: int = 3) -> list[float]:
-        if values is None:
-            return [0.0] * n_groups
-        arr = np.atleast_1d(np.asarray(values, dtype=float))
-        if arr.size == 1:
-            return [float(arr[0])] * n_groups
-        if arr.size != n_groups:
-            raise ValueError(f"{name} has {arr.size} values but the model has {n_groups} layer groups "
-                             f"(early body, late body, head); pass one number or {n_groups}")
-        return [float(v) for v in arr]
-
     def _optimizer(self, lrs, wds):
-        lrs, wds = self._group_values(lrs, "lrs"), self._group_values(wds, "wds")
-        groups = self.get_layer_groups()
         first = 2 if self.precompute else self._n_frozen
-        param_groups, base = [], []
-        for i in range(first, len(groups)):
-            params = [p for m in groups[i] for p in m.parameters() if p.requires_grad]
-            if params:
-                param_groups.append({"params": params, "lr": lrs[i], "weight_decay": wds[i]})
-                base.append(lrs[i])
-        return self.opt_fn(param_groups, lrs[-1]), base
+        return freezing.make_optimizer(self.opt_fn, self.get_layer_groups(), first, lrs, wds)
 
-    def _train_loader(self, epoch_seed: int):
-        if self.precompute:
-            return list(self._train_act_batches(epoch_seed))
-        if not distributed.is_distributed():
-            return self._fed(self._image_trn_dl())
-        dl = self._image_trn_dl()
-        if self._dist_trn_dl is None or self._dist_trn_dl.dataset is not dl.dataset:
-            from ..data.sources import Loader
+    @property
+    def gpu_aug(self) -> bool:
+        return self._loaders.gpu_aug
 
-            sampler = distributed.ShardedBatchSampler(len(dl.dataset), dl.batch_size, dl.drop_last)
-            self._dist_trn_dl = Loader(dl.dataset, dl.batch_size, num_workers=dl.num_workers, normalizer=dl.normalizer,
-                                       batch_sampler=sampler, persistent=True)
-        self._dist_trn_dl.batch_sampler.set_epoch(epoch_seed)  # same shuffle on every rank; each takes its slice
-        return self._fed(self._dist_trn_dl)
+    @gpu_aug.setter
+    def gpu_aug(self, value: bool) -> None:
+        self._loaders.gpu_aug = bool(value)
 
     def _image_trn_dl(self):
-        """The training images' loader: ``data.trn_dl``, or with ``gpu_aug`` one yielding pre-sized uint8 batches
-        that are augmented batched where they are normalised (on the device; see ``data/gpu_decode.py``)."""
-        if not self.gpu_aug:
-            return self.data.trn_dl
-        if self._gpu_trn_dl is None or self._gpu_trn_dl[0] is not self.data.trn_dl:
-            from ..data.gpu_decode import gpu_train_loader
-
-            try:
-                dl = gpu_train_loader(self.data)
-            except ValueError as e:
-                if self._gpu_aug_strict:
-                    raise ValueError(f"gpu_aug=True: {e}") from e
-                import warnings
-
-                warnings.warn(f"visiontune: augmenting on the CPU, not the GPU: {e}", stacklevel=3)
-                dl = None
-            self._gpu_trn_dl = (self.data.trn_dl, dl)
-        return self._gpu_trn_dl[1] if self._gpu_trn_dl[1] is not None else self.data.trn_dl
+        """The training images' loader (see :class:`~visiontune.train.loaders.TrainImages`)."""
+        return self._loaders.images(self.data)
 
     def _fed(self, loader):
-        """On CUDA, the loader copies uint8 batches from pinned memory and normalises them on the GPU."""
-        if self.device.type == "cuda" and hasattr(loader, "with_device"):
-            return loader.with_device(self.device)
-        return loader
-
-    def _iters_per_epoch(self) -> int:
-        if self.precompute:
-            n, bs = len(self.data.trn_ds), self.data.bs
-            return n // bs if n > bs else 1
-        return len(self.data.trn_dl)
-
-    def _train_module(self) -> nn.Module:
-        """What the training step runs: the head (on activations) or the model, under DDP when distributed
-        (images only: the head on activations trains replicated, every rank running identical steps),
-        compiled when ``compile=True``. Rebuilt when the trainable parameters change."""
-        key = (self.precompute, self._n_frozen)
-        if self._wrapped is None or self._wrapped[0] != key:
-            module = self.head if self.precompute else distributed.ddp_wrap(self.model, self.device)
-            self._wrapped = (key, torch.compile(module) if self.compile else module)
-        return self._wrapped[1]
-
-    def _loss_reducer(self):
-        """Under DDP each rank's loss covers its slice of the batch: log and check the mean over ranks."""
-        return distributed.all_reduce_mean if distributed.is_distributed() and not self.precompute else None
+        return fed(loader, self.device)
 
     def _sync_ranks(self) -> None:
         """Every rank continues from rank 0's weights and RNG states (so seeded draws agree)."""
         distributed.sync_random_state()
         distributed.broadcast_module_state(self.model)
+
+    def _run_epoch(self, optimizer, base, mults, it: int, epoch_seed: int, on_batch, progress=None):
+        """One epoch of the training step, fit's and lr_find's (see :class:`~visiontune.train.epoch.EpochRunner`)."""
+        return self._epochs.run(optimizer, base, mults, it, epoch_seed, self._set_train_mode, on_batch, progress)
 
     def fit(self, lrs, n_cycle: int, cycle_len: float | None = None, cycle_mult: float = 1, wds=None,
             callbacks: Sequence[Callback] = (), seed: int | None = None, checkpoint=None, resume: dict | None = None):
@@ -524,7 +262,7 @@ class ConvLearner:
             set_seed(seed)
         self._sync_ranks()
         n_epochs = sgdr_epochs(n_cycle, cycle_len, cycle_mult)
-        ipe = self._iters_per_epoch()
+        ipe = self._epochs.iters_per_epoch()
         mults = fit_multipliers(n_cycle, cycle_len, cycle_mult, ipe)
         optimizer, base = self._optimizer(lrs, wds)
         self.sched = Recorder(kind="fit")
@@ -543,18 +281,13 @@ class ConvLearner:
         try:
             for epoch in range(first_epoch, n_epochs):
                 t0 = time.perf_counter()
-                progress = self._progress_bar(ipe, f"epoch {epoch}")
+                progress = epoch_progress(ipe, f"epoch {epoch}") if self.verbose else None
 
                 def on_batch(i, loss, lr):
                     self.sched.record(lr, loss)
                     return any(cb.on_batch_end(self, i, loss, lr) for cb in callbacks)
 
-                module = self._train_module()
-                set_mode = (lambda: self.head.train()) if self.precompute else self._set_train_mode
-                trn_loss, it, stopped = train_one_epoch(
-                    module, self.crit, optimizer, self._train_loader(epoch_base + epoch), base, mults, it,
-                    self.device, amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-                    set_train_mode=set_mode, on_batch_end=on_batch, progress=progress, reduce_loss=self._loss_reducer())
+                trn_loss, it, stopped = self._run_epoch(optimizer, base, mults, it, epoch_base + epoch, on_batch, progress)
                 if progress is not None:
                     progress.close()
                 # rank 0's BatchNorm statistics (DDP keeps the parameters equal); the replicated head entirely
@@ -570,7 +303,9 @@ class ConvLearner:
                 good_state = copy.deepcopy(watched.state_dict())
                 logs_all.append(logs)
                 self.history.append(logs)
-                self._print_epoch(epoch, trn_loss, vals, logs["seconds"], header=epoch == first_epoch)
+                if self.verbose:
+                    print_epoch(epoch, trn_loss, vals, logs["seconds"], [metric_name(m) for m in self.metrics],
+                                header=epoch == first_epoch)
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]) or stopped:
                     stop = True
                 # rank 0's decision for all: a clock-based callback (TimeBudget) may answer differently per rank
@@ -591,32 +326,13 @@ class ConvLearner:
             cb.on_train_end(self)
         return FitLogs(logs_all)
 
-    def _progress_bar(self, total: int, desc: str):
-        """A bar per epoch: widget or text bar in Jupyter, text bar in a terminal, nothing in a log."""
-        if not self.verbose:
-            return None
-        from ..utils.display import progress_bar
-
-        return progress_bar(total, desc, unit="batch")
-
-    def _print_epoch(self, epoch: int, trn_loss: float, vals: list[float], seconds: float, header: bool) -> None:
-        """The lesson's row ``[ epoch trn_loss val_loss metrics... ]`` with the epoch's time; a header with
-        the column names above a fit's first row."""
-        if self.verbose:
-            if header:
-                names = ["epoch", "trn_loss", "val_loss"] + [metric_name(m) for m in self.metrics]
-                cells = [f"{names[0]:<6}"] + [f"{n:>9}" for n in names[1:]] + [f"{'time':>7}"]
-                print("  " + "  ".join(cells), flush=True)
-            cells = [f"{epoch:<6d}", f"{trn_loss:9.5f}"] + [f"{v:9.5f}" for v in vals] + [f"{seconds:6.1f}s"]
-            print("[ " + "  ".join(cells) + " ]", flush=True)
-
     # ---------------------------------------------------------------- evaluation / prediction
     def _can_use_cached_body(self) -> bool:
         return self.precompute or self.body_frozen
 
     def _outputs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Model outputs (log-probs for single-label) and targets for 'valid' or 'test', clean view."""
-        ds = self._split_dataset(split)
+        ds = split_dataset(self.data, split)
         y = np.asarray(self.data.val_y if split == "valid" else np.zeros(len(ds), dtype=np.int64))
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split)), y
@@ -632,14 +348,10 @@ class ConvLearner:
         from ..features.engine import run_engine
 
         # The same forward engine as precompute (ONNX Runtime / OpenVINO / bf16 where available).
-        return run_engine(self._engine("model", self.model, len(loader.dataset), fp32=True), self._fed(loader))
+        return run_engine(self._store.engine("model", self.model, len(loader.dataset), fp32=True), self._fed(loader))
 
-    @torch.no_grad()
     def _head_outputs(self, acts: np.ndarray, bs: int = 4096) -> np.ndarray:
-        self.head.eval()
-        outs = [self.head(torch.from_numpy(np.array(acts[i:i + bs], dtype=np.float32)).to(self.device)).float().cpu().numpy()
-                for i in range(0, len(acts), bs)]
-        return np.concatenate(outs) if outs else np.zeros((0, self.data.c), np.float32)
+        return head_outputs(self.head, acts, self.device, self.data.c, bs)
 
     def validate(self) -> list[float]:
         """[val_loss, *metrics] on the whole validation set."""
@@ -662,32 +374,9 @@ class ConvLearner:
         return self._predict_one(item)
 
     def _predict_one(self, item):
-        from PIL import Image
-
-        if isinstance(item, (str, os.PathLike)):
-            from ..data.imageio import load_image
-
-            img = load_image(item, target_size=getattr(self.data.val_tfms, "min_side", None))
-        elif isinstance(item, Image.Image):
-            img = item.convert("RGB")
-        else:
-            raise TypeError(f"learn.predict takes an image file path or a PIL image (or nothing, for the validation "
-                            f"set), not {type(item).__name__}")
-        x = self.data.val_tfms.normalize(self.data.val_tfms(img)).unsqueeze(0).to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        self.model.eval()
-        with torch.no_grad(), autocast_context(self.device, self.amp):
-            out = self.model(x).float().cpu().numpy()[0]
-        classes = list(self.data.classes or [])
-        if self.kind == "single":
-            probs = np.exp(out)
-            idx = int(probs.argmax())
-            return (classes[idx] if classes else idx), idx, probs
-        if self.kind == "multi":
-            hits = (out > 0.5).astype(np.int64)
-            return [c for c, h in zip(classes, hits) if h], hits, out
-        return out, None, out
+        img = open_item(item, self.data.val_tfms)
+        out = image_outputs(self.model, img, self.data.val_tfms, self.device, self.amp, self.channels_last)
+        return read_outputs(out, self.kind, self.data.classes)
 
     def predict_with_targs(self, is_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
         return self._outputs("test" if is_test else "valid")
@@ -720,15 +409,12 @@ class ConvLearner:
         names = tta_views(n_aug)
         clean, y = self._outputs(split)
         views = [clean] + [self._view_outputs(split, name) for name in names[1:]]
-        if self.kind == "single":
-            probs = np.mean([np.exp(v) for v in views], axis=0)
-            return np.log(np.clip(probs, 1e-12, None)), y
-        return np.mean(views, axis=0), y
+        return average_views(views, self.kind), y
 
     def _view_outputs(self, split: str, name: str) -> np.ndarray:
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split, f"view-{name}"))
-        return self._predict_images(self._view_loader(split, f"view-{name}", 0))
+        return self._predict_images(view_loader(self.data, split, f"view-{name}", 0))
 
     # ---------------------------------------------------------------- lr finder
     def lr_find(self, start_lr=1e-5, end_lr=10, wds=None, num_it: int | None = None, stop_div: bool = True):
@@ -745,45 +431,14 @@ class ConvLearner:
         self._sync_ranks()
         state = copy.deepcopy(self.model.state_dict())
         rng_state = torch.get_rng_state()
-        ipe = self._iters_per_epoch()
-        if num_it is None:
-            num_it = max(ipe, LR_FIND_MIN_ITERS)
-            if num_it > ipe and self.verbose:
-                print(f"lr_find: one epoch is {ipe} iteration{'s' if ipe != 1 else ''}, too few for a curve; "
-                      f"sweeping {num_it} iterations over the training data {math.ceil(num_it / ipe)} times "
-                      "(num_it= sets the length)", flush=True)
-        start = np.asarray(self._group_values(start_lr, "start_lr"))
-        end = np.asarray(self._group_values(end_lr, "end_lr"))
-        rates = lr_find_rates(1.0, float(end[-1] / start[-1]), num_it)
+        num_it = lr_sweep.sweep_length(self._epochs.iters_per_epoch(), num_it, self.verbose)
+        start = freezing.group_values(start_lr, "start_lr")
+        rates = lr_sweep.sweep_multipliers(start, freezing.group_values(end_lr, "end_lr"), num_it)
         optimizer, base = self._optimizer(start, wds)
         self.sched = Recorder(kind="lr_find")
-        best, avg, it = math.inf, 0.0, 0
         try:
-            epoch = 0
-            while it < num_it:
-                module = self._train_module()
-                set_mode = (lambda: self.head.train()) if self.precompute else self._set_train_mode
-                sched = self.sched
-
-                def on_batch(i, loss, lr):
-                    nonlocal best, avg
-                    sched.record(lr, loss)
-                    avg = 0.98 * avg + 0.02 * loss
-                    smoothed = avg / (1 - 0.98 ** len(sched.losses))
-                    if len(sched.losses) > LR_FIND_WARMUP:
-                        best = min(best, smoothed)
-                    return stop_div and (not math.isfinite(loss) or smoothed > 4 * best)
-
-                try:
-                    _, it, stopped = train_one_epoch(
-                        module, self.crit, optimizer, self._train_loader(epoch), base, rates, it, self.device,
-                        amp=self.amp and not self.precompute, channels_last=self.channels_last and not self.precompute,
-                        set_train_mode=set_mode, on_batch_end=on_batch, reduce_loss=self._loss_reducer())
-                except TrainingDiverged:
-                    stopped = True
-                epoch += 1
-                if stopped:
-                    break
+            lr_sweep.sweep(lambda epoch, it, on_batch: self._run_epoch(optimizer, base, rates, it, epoch, on_batch),
+                           self.sched, num_it, stop_div)
         finally:
             self.model.load_state_dict(state)
             torch.set_rng_state(rng_state)
@@ -799,31 +454,35 @@ class ConvLearner:
 
     def save(self, name: str) -> Path:
         """Write the model's weights to ``{models_path}/{name}.safetensors`` atomically."""
-        from safetensors.torch import save
-
         path = self._weights_path(name)
         if distributed.is_main_process():  # under torchrun only rank 0 writes; the others wait for the file
-            state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            with atomic_write(path, "wb") as f:
-                f.write(save(state, metadata={"arch": self.arch.name, "classes": ",".join(map(str, self.data.classes or []))}))
+            save_weights(self.model, path, {"arch": self.arch.name,
+                                            "classes": ",".join(map(str, self.data.classes or []))})
         distributed.barrier()
         return path
 
     def load(self, name_or_path) -> None:
         """Read weights written by :meth:`save` (a name under ``models_path``, or a file path)."""
-        from safetensors.torch import load_file
-
         path = Path(name_or_path)
         if not path.suffix:
             path = self._weights_path(str(name_or_path))
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved weights at {path}; learn.save(name) writes them there")
-        state = load_file(str(path), device=str(self.device))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]} "
-                             "(was it saved from another architecture or number of classes?)")
+        load_weights(self.model, path, self.device)
         self._acts.clear()
+
+    def state_dict(self) -> dict:
+        """The learner's part of a training checkpoint: the weights (on the CPU), the recorded rates and
+        losses, how many layer groups are frozen and whether it trains on precomputed activations. As with
+        ``nn.Module.state_dict``, weights already on the CPU are shared, not copied."""
+        return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "sched_lrs": list(self.sched.lrs), "sched_losses": list(self.sched.losses),
+                "n_frozen": int(self._n_frozen), "precompute": bool(self.precompute)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put back the weights and the recorded rates and losses of :meth:`state_dict`. Freezing and
+        ``precompute`` stay as they are: a fit resumes on a learner set up as the interrupted one was."""
+        self.model.load_state_dict(state["model"])
+        self.sched.lrs[:] = state.get("sched_lrs", [])
+        self.sched.losses[:] = state.get("sched_losses", [])
 
     def set_data(self, data) -> None:
         """Switch to new data (e.g. bigger images), keeping the weights; recomputes activations if precomputing."""
@@ -839,43 +498,3 @@ class ConvLearner:
     def __repr__(self) -> str:
         return (f"ConvLearner(arch={self.arch.name}, classes={self.data.c}, kind={self.kind}, "
                 f"precompute={self.precompute}, frozen_groups={self._n_frozen})")
-
-
-def ordered_loader(data, split: str, augment: bool, tta_view: str | None = None):
-    """Images of ``split`` in order, with validation (clean) transforms, one TTA view of them
-    (:mod:`visiontune.imaging.views`), or training (augmented) transforms."""
-    from ..data.sources import Loader
-
-    ds = {"train": data.trn_ds, "valid": data.val_ds, "test": data.test_ds}[split]
-    if tta_view is not None and tta_view != "center":
-        tfms = data.val_tfms.with_view(tta_view)
-        return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms, threaded=True)
-    if not augment:
-        return {"train": data.fix_dl, "valid": data.val_dl, "test": data.test_dl}[split]
-    tfms = data.trn_tfms
-    # visiontune's own augmentations seed each image: a pool of threads gives the same views as one process
-    return Loader(ds.with_transform(tfms), data.bs, num_workers=data.num_workers, normalizer=tfms,
-                  threaded=bool(getattr(tfms, "item_seedable", False)))
-
-
-def _view_seed(view: str, seed: int) -> int:
-    return int(hashlib.sha256(f"{view}:{seed}".encode()).hexdigest()[:8], 16)
-
-
-def _writable_models_path(data_path: Path) -> Path:
-    """``{data.path}/models`` as in the lesson, or a per-dataset folder in the cache if that is read-only."""
-    target = data_path / "models"
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe = target / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return target
-    except OSError:
-        from ..features.cache import default_cache_dir
-
-        tag = hashlib.sha256(str(data_path.resolve()).encode()).hexdigest()[:12]
-        fallback = default_cache_dir() / "models" / f"{data_path.name}-{tag}"
-        fallback.mkdir(parents=True, exist_ok=True)
-        print(f"note: {target} is not writable; saving models under {fallback}", file=sys.stderr)
-        return fallback
