@@ -59,7 +59,6 @@ import functools
 import io
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +70,13 @@ from ..data import ImageClassifierData, get_cv_idxs
 from ..data.sources import read_label_csv
 from ..imaging.views import tta_views
 from ..train import distributed
+from ..train import weights as train_weights
 from ..train.callbacks import Callback, EarlyStopping, TimeBudget
+from ..train.task import data_kind
+from ..train.weights import weights_bytes
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
+from ..utils.seed import seed_everything
 from .config import DEFAULT_UNFROZEN_BUDGET, TrainConfig  # noqa: F401 (TrainConfig: API)
 from .folder import RUN_FILES, RunFolder, confine_to
 from .plan import affordable_aug_views, affordable_tta_views, plan_unfrozen
@@ -161,12 +164,6 @@ def _rank0_reads(fn, *args):
     return result
 
 
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def default_run_dir(data: str) -> Path:
     name = Path(data).resolve().name or "run"
     base = Path("runs") / name
@@ -216,10 +213,6 @@ def labels_csv_path(cfg: TrainConfig) -> Path:
     if not csv_path.is_absolute() and not csv_path.exists():
         csv_path = Path(cfg.data) / csv_path
     return csv_path
-
-
-def data_kind(data) -> str:
-    return "reg" if data.is_reg else "multi" if data.is_multi else "single"
 
 
 def output_names(data) -> list[str]:
@@ -347,17 +340,13 @@ class SaveBest(Callback):
 
 
 def save_weights(learner, folder: RunFolder, name: str) -> None:
-    from safetensors.torch import save
-
+    """Rank 0 writes the learner's weights into the run folder (through RunFolder, atomically)."""
     if distributed.is_main_process():
-        state = {k: v.detach().cpu().contiguous() for k, v in learner.model.state_dict().items()}
-        folder.write_bytes(name, save(state, metadata={"arch": learner.arch.name}))
+        folder.write_bytes(name, weights_bytes(learner.model, {"arch": learner.arch.name}))
 
 
 def load_weights(learner, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    learner.model.load_state_dict(load_file(str(path), device=str(learner.device)))
+    train_weights.load_weights(learner.model, path, learner.device)
 
 
 def _load_weights_from_rank0(learner, path: Path) -> None:
@@ -600,7 +589,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
         + (f"; {len(data.skipped)} unreadable file(s) skipped" if data.skipped else ""))
 
     cache_dir = Path(cfg.cache_dir) / "activations" if cfg.cache_dir else None
-    _seed_all(cfg.seed)  # the new head's initial weights
+    seed_everything(cfg.seed)  # the new head's initial weights
     learn = ConvLearner.pretrained(cfg.arch, data, ps=cfg.ps, weights=cfg.weights, engine=cfg.engine,
                                    precompute=False, precompute_aug=0, cache_dir=cache_dir,
                                    models_path=run_dir / "models", verbose=cfg.verbose)
@@ -738,7 +727,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
         if cfg.lr is not None:
             lr, rule = float(cfg.lr), "given with --lr"
         else:
-            _seed_all(cfg.seed + 1)
+            seed_everything(cfg.seed + 1)
             sched = learn.lr_find(num_it=100)
             lo, hi = HEAD_LR_RANGE_REG if kind == "reg" else HEAD_LR_RANGE
             sugg = sched.suggestion if sched.suggestion is not None else 1e-2
@@ -837,7 +826,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
                 finish("differential_lrs", save_model=False)
             header(7, f"lr_find again, unfrozen ({plan['sweep_iters']} iterations)")
             if not st.done("lr_find_unfrozen"):
-                _seed_all(cfg.seed + STEPS.index("lr_find_unfrozen"))
+                seed_everything(cfg.seed + STEPS.index("lr_find_unfrozen"))
                 ratios = np.array([1 / f**2, 1 / f, 1.0])
                 sched = learn.lr_find(start_lr=ratios * lr / 100, end_lr=ratios * lr * 10, num_it=plan["sweep_iters"])
                 sugg = sched.suggestion if sched.suggestion is not None else lr

@@ -32,7 +32,7 @@ def open_item(item, val_tfms):
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
-        from ..data.imageio import load_image
+        from ..imaging.decode import load_image
 
         return load_image(item, target_size=getattr(val_tfms, "min_side", None))
     if isinstance(item, Image.Image):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -37,15 +36,26 @@ from ..models.backbone import Body, create_body
 from ..models.heads import ConcatPool, create_head
 from ..models.registry import get_arch
 from ..utils.hardware import cpu_supports_bf16
+from ..utils.seed import seed_everything
 from . import distributed, freezing
 from . import lr_find as lr_sweep
 from .activations import ActivationStore, split_dataset
 from .callbacks import Callback
 from .epoch import EpochRunner
-from .evaluation import average_views, head_outputs, image_outputs, open_item, read_outputs
+from .evaluation import (
+    average_views,
+    head_outputs,
+    image_outputs,
+    open_item,
+    read_outputs,
+)
 from .fit_log import FitLogs, epoch_progress, print_epoch
-from .loaders import TrainImages, fed, view_loader
-from .loaders import ordered_loader  # noqa: F401  (kept importable from here)
+from .loaders import (
+    TrainImages,
+    fed,
+    ordered_loader,  # noqa: F401  (kept importable from here)
+    view_loader,
+)
 from .loop import TrainingDiverged, evaluate, predict_outputs
 from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
 from .metrics import metric_name
@@ -57,9 +67,8 @@ from .weights import load_weights, save_weights, writable_models_path
 
 
 def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """The lesson's seeding: :func:`visiontune.utils.seed.seed_everything`."""
+    seed_everything(seed)
 
 
 def _default_device() -> torch.device:

@@ -15,13 +15,18 @@ from torch import nn
 from ..utils.atomic import atomic_write
 
 
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """Write ``model``'s weights (on the CPU) with ``metadata`` to ``path`` atomically."""
+def weights_bytes(model: nn.Module, metadata: dict[str, str]) -> bytes:
+    """``model``'s weights (on the CPU) with ``metadata``, as safetensors bytes."""
     from safetensors.torch import save
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, metadata=metadata)
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``model``'s weights (on the CPU) with ``metadata`` to ``path`` atomically."""
+    data = weights_bytes(model, metadata)
     with atomic_write(path, "wb") as f:
-        f.write(save(state, metadata=metadata))
+        f.write(data)
 
 
 def load_weights(model: nn.Module, path: Path, device) -> None:
