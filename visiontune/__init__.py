@@ -10,6 +10,9 @@ array([3, 6])
 __version__ = "0.1.0"
 
 import os as _os
+import time as _time
+
+IMPORTED_AT = _time.monotonic()  # the command line counts its start-up from here (cli.seconds_since_process_start)
 
 # Before torch loads its OpenMP runtime: threads that finish a parallel region sleep instead of
 # spinning. On a CPU shared with other work, spinning threads that wait for a descheduled peer made

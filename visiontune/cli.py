@@ -26,6 +26,7 @@ import errno
 import math
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -291,14 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ commands
+PYTHON_BOOT_MAX_S = 2.0  # the interpreter's own start before it imports visiontune, at most
+
+
 def seconds_since_process_start() -> float:
-    """Wall seconds since this process started (Linux ``/proc``; 0.0 where that cannot be read)."""
+    """Wall seconds since this program started: since ``import visiontune`` plus the interpreter's own start
+    before it (read from Linux ``/proc``, at most :data:`PYTHON_BOOT_MAX_S`).
+
+    The process may be older than the program: ``bash -c "pip install . && visiontune demo"`` execs
+    ``visiontune`` in the shell's process, whose start time is the shell's, before pip ran.
+    """
+    import visiontune
+
+    since_import = time.monotonic() - visiontune.IMPORTED_AT
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+        process_age = max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
-        return 0.0
+        process_age = since_import
+    return since_import + min(max(process_age - since_import, 0.0), PYTHON_BOOT_MAX_S)
 
 
 def _say(args, msg: str) -> None:
