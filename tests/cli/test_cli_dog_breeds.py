@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ def test_train_csv_then_submit(dog_breeds_run, cli_env, tmp_path):
     classes = json.loads((run / "classes.json").read_text())
     assert len(classes) == 120 and classes == sorted(classes)
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["csv"] == "labels.csv" and cfg["suffix"] == ".jpg"
+    # config.json records the labels file actually read (issue 13: what was used, not what was typed)
+    assert Path(cfg["csv"]) == (DOG_BREEDS / "labels.csv").resolve() and cfg["suffix"] == ".jpg"
     summary = json.loads((run / "data_summary.json").read_text())
     assert summary["n_train"] + summary["n_valid"] == 1000 and summary["n_valid"] == 200  # get_cv_idxs: 20%
 
