@@ -80,3 +80,48 @@ def test_top_losses_plot_titles():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("cat / dog\nloss 2.30")
     assert len(titles) == 4
+
+
+def test_numbers_match_scikit_learn_and_brute_force():
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(3)
+    c, n = 7, 300
+    probs = rng.dirichlet(np.ones(c), size=n)
+    y = rng.integers(0, c - 1, size=n)  # the last class never occurs: zero support, zero_division=0
+    interp = ClassificationInterpretation(probs, y, [f"k{i}" for i in range(c)])
+    cm = confusion_matrix(y, probs.argmax(1), labels=list(range(c)))
+    assert interp.confusion_matrix().tolist() == cm.tolist()
+    assert interp.confusion_matrix([5, 1]).tolist() == cm[np.ix_([5, 1], [5, 1])].tolist()
+    p, r, f, s = precision_recall_fscore_support(y, probs.argmax(1), labels=list(range(c)), zero_division=0)
+    got = interp.per_class()
+    for name, ref in (("precision", p), ("recall", r), ("f1", f), ("support", s)):
+        assert np.allclose([got[name][f"k{i}"] for i in range(c)], ref), name
+    brute = sorted(((f"k{i}", f"k{j}", int(cm[i, j])) for i in range(c) for j in range(c) if i != j and cm[i, j]),
+                   key=lambda t: (-t[2], t[0], t[1]))
+    assert interp.most_confused() == brute
+
+
+def test_twenty_thousand_classes_never_build_a_dense_matrix():
+    """Issue 17.6: 10,000 classes made the report build 10,000^2 matrices (0.8 GB each) and loop over them in
+    Python. The interpretation counts in O(images + classes); the plot draws the most-confused classes."""
+    import tracemalloc
+
+    c, n = 20_000, 400
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, c, size=n)
+    pred = np.where(np.arange(n) % 2 == 0, y, (y + 1) % c)  # every other image wrong, by one class
+    probs = np.full((n, c), 1e-6, dtype=np.float32)
+    probs[np.arange(n), pred] = 1.0
+    interp = ClassificationInterpretation(probs, y, [f"c{i:05d}" for i in range(c)])
+    tracemalloc.start()
+    pairs = interp.most_confused()
+    table = interp.per_class_table()
+    fig = interp.plot_confusion_matrix()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(pairs) == len({(int(a), int(b)) for a, b in zip(y[1::2], pred[1::2])}) and pairs[0][2] >= 1
+    assert len(table) == c
+    assert len(fig.axes[0].get_xticklabels()) == 30
+    assert "the 30 most-confused of 20000 classes" in fig.axes[0].get_title()
+    assert peak < 100 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # a dense 20,000^2 int64 matrix is 3.2 GB

@@ -217,3 +217,32 @@ def test_large_previews_are_shrunk(run_folder):
     text = write_report(run_folder).read_text()
     _check_images(text)
     assert len(text.encode()) < 2_000_000
+
+
+def test_thousands_of_classes_keep_the_report_small(run_folder):
+    """Issue 17.6: with 3,000 classes the per-class table shows the 200 weakest classes (and says so), and the
+    confusion matrix the 30 most-confused ones."""
+    import csv
+
+    import numpy as np
+
+    classes = [f"k{i:04d}" for i in range(3000)]
+    (run_folder / "classes.json").write_text(json.dumps(classes))
+    with open(run_folder / "val_predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    rng = np.random.default_rng(0)
+    with open(run_folder / "val_predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["fname", "target", "pred"])
+        for i, r in enumerate(rows):
+            w.writerow([r["fname"], classes[i], classes[i if i % 3 else int(rng.integers(0, 3000))]])
+    text = write_report(run_folder).read_text()
+    summary = _summary(text)
+    assert "The 200 classes with the lowest F1 of 3000" in summary
+    table = summary[summary.index("<h3>Per class</h3>"):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 201  # header + 200 rows
+    assert "k0000" in table  # a class that was wrong (F1 0) is among the weakest shown
+    confusion = text[text.index("<h2>Confusion matrix</h2>"):]
+    confusion = confusion[:confusion.index("</section>")]
+    assert "data:image/png" in confusion and "Accuracy 0.6" in confusion  # 8 of 12 right

@@ -51,6 +51,7 @@ SECTIONS = (
     "Run configuration",
 )
 N_TOP_LOSSES = 16
+MAX_CLASS_ROWS = 200  # rows of the per-class table; more classes show the weakest
 N_MOST_CONFUSED = 20
 THUMB_PX = 160
 MAX_EMBED_BYTES = 500_000  # a larger aug_previews.png is re-encoded smaller (the page stays under ~2 MB)
@@ -300,8 +301,13 @@ def _sec_summary(run: _Run) -> str:
     parts = [f'<div class="answer">{"".join(boxes)}</div>']
     if have_interp:
         rows = interp.per_class_table()
-        parts.append("<h3>Per class</h3>" + _table(["class", "precision", "recall", "F1", "images"], rows,
-                                                     num_cols={1, 2, 3, 4}))
+        note = ""
+        if len(rows) > MAX_CLASS_ROWS:  # thousands of classes: the weakest ones, so the page stays small
+            rows = sorted(rows, key=lambda r: (r[3], -r[4], r[0]))[:MAX_CLASS_ROWS]
+            note = (f'<p class="muted">The {MAX_CLASS_ROWS} classes with the lowest F1 of {len(interp.classes)} '
+                    "(<code>learn.interpret().per_class_table()</code> gives them all).</p>")
+        parts.append("<h3>Per class</h3>" + note + _table(["class", "precision", "recall", "F1", "images"], rows,
+                                                            num_cols={1, 2, 3, 4}))
     else:
         parts.append(f'<p class="muted">Per-class table: {_esc(interp)}.</p>')
     parts.append(_steps_table(run))
@@ -490,21 +496,15 @@ def _interpretation(run: _Run):
     return ClassificationInterpretation(probs, t, classes, items=[r.get("fname", "") for r in rows]), has_probs
 
 
-def _confusion(run: _Run):
+def _sec_confusion(run: _Run) -> str:
     got = _interpretation(run)
     if isinstance(got, str):
-        return got
-    return got[0].confusion_matrix(), got[0].classes
-
-
-def _sec_confusion(run: _Run) -> str:
-    got = _confusion(run)
-    if isinstance(got, str):
         return _na(got)
-    cm, classes = got
-    acc = np.trace(cm) / max(cm.sum(), 1)
-    return _fig_img(figures.fig_confusion_matrix(cm, classes), "confusion matrix") + \
-        f'<p class="muted">Accuracy {acc:.4f} on {int(cm.sum())} validation images.</p>'
+    interp = got[0]
+    n = len(interp.targets)
+    acc = float(np.mean(interp.targets == interp.preds)) if n else 0.0
+    fig = interp.plot_confusion_matrix(title=f"Confusion matrix, {n} validation images")  # most-confused classes
+    return _fig_img(fig, "confusion matrix") + f'<p class="muted">Accuracy {acc:.4f} on {n} validation images.</p>'
 
 
 def _sec_most_confused(run: _Run) -> str:

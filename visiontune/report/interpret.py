@@ -85,18 +85,38 @@ class ClassificationInterpretation:
         return cls.from_log_preds(log_preds, y, data.classes, items)
 
     # ------------------------------------------------------------------------------------- numbers
-    def confusion_matrix(self) -> np.ndarray:
-        """Counts, rows actual and columns predicted (scikit-learn's ``confusion_matrix``)."""
-        from sklearn.metrics import confusion_matrix
+    def confusion_matrix(self, classes=None) -> np.ndarray:
+        """Counts, rows actual and columns predicted (scikit-learn's ``confusion_matrix``); ``classes``
+        (indices) for the rows and columns of those classes only, so 10,000 classes need no 10,000^2 array.
 
-        return confusion_matrix(self.targets, self.preds, labels=list(range(len(self.classes))))
+        >>> i = ClassificationInterpretation(np.eye(3)[[0, 2, 2]], np.array([0, 1, 2]), ["a", "b", "c"])
+        >>> i.confusion_matrix([1, 2]).tolist()
+        [[0, 1], [0, 1]]
+        """
+        c = len(self.classes)
+        shown = np.arange(c) if classes is None else np.asarray(classes, dtype=np.int64).reshape(-1)
+        pos = np.full(c, -1, dtype=np.int64)
+        pos[shown] = np.arange(len(shown))
+        t, p = pos[self.targets], pos[self.preds]
+        keep = (t >= 0) & (p >= 0)
+        k = len(shown)
+        return np.bincount(t[keep] * k + p[keep], minlength=k * k).reshape(k, k)
 
     def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
         """``(actual, predicted, count)`` off the diagonal with ``count >= min_val``, most frequent first."""
-        cm = self.confusion_matrix()
-        pairs = [(self.classes[i], self.classes[j], int(cm[i, j])) for i in range(len(cm)) for j in range(len(cm))
-                 if i != j and cm[i, j] >= max(min_val, 1)]
-        return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+        wrong = self.targets != self.preds
+        pairs, counts = np.unique(np.stack([self.targets[wrong], self.preds[wrong]], axis=1), axis=0,
+                                  return_counts=True)
+        out = [(self.classes[i], self.classes[j], int(n)) for (i, j), n in zip(pairs.tolist(), counts)
+               if n >= max(min_val, 1)]
+        return sorted(out, key=lambda x: (-x[2], x[0], x[1]))
+
+    def most_confused_classes(self, k: int) -> np.ndarray:
+        """Indices of the ``k`` classes in the most confusions (as actual or as predicted), in class order."""
+        c = len(self.classes)
+        wrong = self.targets != self.preds
+        errors = np.bincount(self.targets[wrong], minlength=c) + np.bincount(self.preds[wrong], minlength=c)
+        return np.sort(np.argsort(-errors, kind="stable")[:k])
 
     def top_losses(self, k: int | None = None) -> np.ndarray:
         """Row indices by decreasing loss (``-log p(actual)``)."""
@@ -127,16 +147,22 @@ class ClassificationInterpretation:
         return self.targets == i
 
     def per_class(self) -> dict[str, dict[str, float]]:
-        """Precision, recall, F1 and support per class (scikit-learn's ``precision_recall_fscore_support``).
+        """Precision, recall, F1 and support per class (scikit-learn's ``precision_recall_fscore_support``
+        with ``zero_division=0``, counted in one pass, so thousands of classes cost nothing).
 
         Returns ``{"precision": {class: value}, "recall": ..., "f1": ..., "support": ...}``.
         """
-        from sklearn.metrics import precision_recall_fscore_support
-
-        p, r, f, s = precision_recall_fscore_support(self.targets, self.preds, labels=list(range(len(self.classes))),
-                                                     zero_division=0)
+        c = len(self.classes)
+        right = self.targets == self.preds
+        tp = np.bincount(self.targets[right], minlength=c).astype(np.float64)
+        support = np.bincount(self.targets, minlength=c).astype(np.float64)
+        predicted = np.bincount(self.preds, minlength=c).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(predicted > 0, tp / predicted, 0.0)
+            r = np.where(support > 0, tp / support, 0.0)
+            f = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
         return {name: dict(zip(self.classes, map(float, values)))
-                for name, values in (("precision", p), ("recall", r), ("f1", f), ("support", s))}
+                for name, values in (("precision", p), ("recall", r), ("f1", f), ("support", support))}
 
     def per_class_table(self) -> list[list]:
         """Rows ``[class, precision, recall, f1, support]`` (for a report table or a DataFrame)."""
@@ -146,7 +172,12 @@ class ClassificationInterpretation:
     # ------------------------------------------------------------------------------------- plots
     def plot_confusion_matrix(self, max_classes: int = MAX_MATRIX_CLASSES, title: str = "Confusion matrix"):
         """The matrix with class names; above ``max_classes`` classes only the most-confused ones."""
-        return plot_confusion_matrix(self.confusion_matrix(), self.classes, max_classes=max_classes, title=title)
+        c = len(self.classes)
+        if c <= max_classes:
+            return plot_confusion_matrix(self.confusion_matrix(), self.classes, max_classes=max_classes, title=title)
+        shown = self.most_confused_classes(max_classes)
+        return plot_confusion_matrix(self.confusion_matrix(shown), [self.classes[i] for i in shown],
+                                     max_classes=max_classes, title=title + f"\nthe {len(shown)} most-confused of {c} classes")
 
     def plot_top_losses(self, k: int = 9, images=None, figsize=None):
         """The ``k`` rows with the highest loss: predicted / actual, loss and p(actual) as titles.
