@@ -211,13 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lr-ratio", type=_finite_float, default=D("lr_ratio"),
                    help=f"each layer group this much lower than the next ({D('lr_ratio'):g})")
     m.add_argument("--precompute-aug", type=int, default=None, metavar="K",
-                   help="augmented views cached per image (2; 0 with --fast)")
+                   help="augmented views cached per image (2 under 50 images a class, else 0; 0 with --fast)")
     m.add_argument("--head-epochs", type=int, default=D("head_epochs"), help=f"step 3 epochs ({D('head_epochs')})")
     m.add_argument("--aug-epochs", type=int, default=D("aug_epochs"), help=f"step 4 epochs ({D('aug_epochs')})")
     m.add_argument("--max-cycles", type=int, default=D("max_cycles"),
                    help=f"SGDR cycles at most in step 8 ({D('max_cycles')} = {2 ** D('max_cycles') - 1} epochs)")
     m.add_argument("--patience", type=int, default=D("patience"), help="stop step 8 after this many epochs without improvement")
-    m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented TTA views, 0-4: mirror, zoom in, zoom in mirrored, zoom out (4, 2 with --fast; 0 = none)")
+    m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented TTA views, 0-4: mirror, zoom in, zoom in mirrored, zoom out (up to 4, 2 with --fast, as many as cost ~10%% of the run; 0 = none)")
     m.add_argument("--ps", type=_finite_float, help="head dropout")
     m.add_argument("--seed", type=int, default=D("seed"), help=f"random seed (default {D('seed')})")
     m.add_argument("--export-format", choices=("onnx", "torchscript"), default=D("export_format"))

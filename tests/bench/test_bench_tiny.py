@@ -94,3 +94,18 @@ def test_features_tiny(tmp_path):
     for heading in ("End to end", "Where the time goes", "Pure forward rate", "Augmented activations", "Cached TTA"):
         assert heading in section
     assert "- tiny: K=4 raises accuracy or lowers loss in " in section  # the verdict per dataset
+
+
+def test_scaling_tiny(tmp_path):
+    md, res = _run("scaling.py", tmp_path, "--valid", "val", "--budget", "40")
+    assert _number(res["rates"]["train_pass"]) and _number(res["rates"]["eval_fp32"])
+    default = [r for r in res["rows"] if r["kind"] == "default"]
+    assert [r["n_train"] for r in default] == [20, 40]  # 10 and 20 images of each of the 2 classes
+    for r in res["rows"]:
+        assert r["rc"] == 0 and _number(r["wall_s"]) and r["peak_rss_mb"] > 50
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert {"precompute", "evaluate_tta", "export"} <= set(r["laps"])
+    section = _section(md, "scaling")
+    rows = _table_rows(section)
+    assert [row[0] for row in rows[:2]] == ["20", "40"]
+    assert "e2e / forward" in section and "whole / budget" in section and "Goal (issue 16)" in section

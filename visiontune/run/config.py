@@ -45,14 +45,14 @@ class TrainConfig:
     engine: str = "auto"
     aug: str = "side_on"  # side_on | top_down | none
     max_zoom: float = 1.1
-    precompute_aug: int | None = None  # None: 2, or 0 with fast
+    precompute_aug: int | None = None  # None: 2 under 50 images a class, else 0; 0 with fast
     head_epochs: int = 2
     aug_epochs: int = 3
     lr: float | None = None  # skip step 2's choice
     lr_ratio: float = 3.0
     max_cycles: int = 3
     patience: int = 2
-    tta: int | None = None  # None: 4 augmented views, or 2 with fast
+    tta: int | None = None  # None: up to 4 augmented views (2 with fast), as many as cost ~10% of the run
     ps: float | None = None
     export_format: str = "onnx"
     cache_dir: str | None = None
@@ -110,12 +110,18 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def resolved_precompute_aug(self) -> int:
-        """Augmented views cached per training image: as given, else 2 (0 with ``fast``: one clean pass)."""
-        return self.precompute_aug if self.precompute_aug is not None else (0 if self.fast else 2)
+    def resolved_precompute_aug(self, images_per_class: float | None = None) -> int:
+        """Augmented views cached per training image: as given, else 0 with ``fast`` (one clean pass), else
+        :func:`visiontune.run.plan.default_aug_views` (2 on small data, none from 50 images a class)."""
+        from .plan import default_aug_views
+
+        if self.precompute_aug is not None:
+            return self.precompute_aug
+        return 0 if self.fast else default_aug_views(images_per_class)
 
     def resolved_tta(self) -> int:
-        """Augmented TTA views: as given, else 4 (2 with ``fast``)."""
+        """Augmented TTA views wanted: as given, else 4 (2 with ``fast``). Unless given, the recipe evaluates
+        only as many as :func:`visiontune.run.plan.default_tta_views` finds cheap enough."""
         return self.tta if self.tta is not None else (2 if self.fast else 4)
 
 

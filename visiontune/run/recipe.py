@@ -79,7 +79,14 @@ from ..utils.errors import first_line
 from ..utils.seed import seed_everything
 from .config import DEFAULT_UNFROZEN_BUDGET, TrainConfig  # noqa: F401 (TrainConfig: API)
 from .folder import RUN_FILES, RunFolder, confine_to
-from .plan import affordable_aug_views, affordable_tta_views, plan_unfrozen
+from .plan import (
+    AUG_VIEWS_BELOW_PER_CLASS,
+    TTA_SHARE,
+    affordable_aug_views,
+    affordable_tta_views,
+    default_tta_views,
+    plan_unfrozen,
+)
 from .progress import STEPS, Progress, in_words
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
@@ -472,6 +479,16 @@ def _read_resumed(folder: RunFolder, config: TrainConfig | None) -> tuple[TrainC
     return cfg, folder.read_progress()
 
 
+def images_per_class(data, kind: str) -> float:
+    """Median training images of a class (single label), else training images per output."""
+    y = np.asarray(data.trn_y)
+    n_out = len(data.classes) if data.classes else int(data.c)
+    if kind == "single" and y.ndim == 1 and len(y):
+        counts = np.bincount(y.astype(np.int64), minlength=max(n_out, 1))
+        return float(np.median(counts[counts > 0]))
+    return len(y) / max(n_out, 1)
+
+
 def _short_list(names: list, n: int = 6) -> str:
     return "[" + ", ".join(map(str, names[:n])) + (f", ... ({len(names)} in all)" if len(names) > n else "") + "]"
 
@@ -699,10 +716,19 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     t0 = t_step = time.perf_counter()
     learn.activations("train")
     t_train_pass = time.perf_counter() - t0
+    t0 = time.perf_counter()
     learn.activations("valid")
+    t_valid_pass = time.perf_counter() - t0
     if data.test_ds is not None:
         learn.activations("test")
-    k = cfg.resolved_precompute_aug()
+    per_class = images_per_class(data, kind)
+    k = cfg.resolved_precompute_aug(per_class)
+    auto_views = cfg.precompute_aug is None and not cfg.fast
+    if auto_views and "precompute_aug" not in st.choices:
+        say(f"{per_class:.0f} training images a class: " + (
+            f"{k} augmented view(s) of each (they pay below {AUG_VIEWS_BELOW_PER_CLASS} a class)" if k else
+            f"no augmented views (from {AUG_VIEWS_BELOW_PER_CLASS} a class they cost a pass each and gained under a point in our measurements; "
+            "--precompute-aug K to cache them)"))
     if "precompute_aug" in st.choices:
         k = st.choices["precompute_aug"]
     elif cfg.budget is not None and k > 0:
@@ -714,6 +740,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     k, t_train_pass = distributed.broadcast_object((k, t_train_pass))  # rank 0's clock decides for all
     st.choices["precompute_aug"] = k
     st.choices["seconds_per_train_pass"] = t_train_pass
+    st.choices.setdefault("seconds_per_valid_pass", t_valid_pass)  # a resumed run's cache makes it ~0
     learn.precompute_aug = k
     learn.precompute = True
     say(f"precomputed activations ({k} augmented view(s) of each training image) in "
@@ -753,7 +780,8 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     # --budget): then the notes' step 4, the frozen body on augmented images (slow on a CPU).
     body_on_augmented = k == 0 and cfg.precompute_aug == 0 and cfg.budget is None and not cfg.fast
     if k == 0 and not body_on_augmented:
-        why = "--fast" if cfg.fast else "--budget" if cfg.budget is not None else "precompute_aug=0"
+        why = ("--fast" if cfg.fast else "--budget" if cfg.budget is not None and cfg.resolved_precompute_aug(per_class)
+               else "precompute_aug=0" if cfg.precompute_aug == 0 else f"{per_class:.0f} images a class")
         header(4, f"train the head, cycle_len=1 ({cfg.aug_epochs} epochs; {why}: clean activations, no augmented pass)")
     else:
         header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
@@ -856,6 +884,16 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     say(f"\nkept the weights with the lowest validation loss ({best.get('val_loss', float('nan')):.4f}, "
         f"{in_words(best.get('phase'))}, epoch {best.get('epoch')})")
     n_tta = cfg.resolved_tta()
+    if cfg.tta is None and n_tta > 0:  # not given: the views that cost ~10% of the run (at least the flip)
+        if learn.body_frozen:
+            per_view = float(st.choices.get("seconds_per_valid_pass", 0.0))
+        else:
+            per_view = n_val * float((st.choices.get("unfrozen_plan") or {}).get("seconds_per_image_eval", 0.0))
+        chosen = default_tta_views(n_tta, per_view, clock.elapsed())
+        if chosen < n_tta:
+            say(f"TTA: {chosen} augmented view(s) of {n_tta} (~{per_view:.1f} s a view; more cost over "
+                f"{TTA_SHARE:.0%} of the run; --tta N to choose)")
+        n_tta = chosen
     if cfg.budget is not None:
         # each TTA view is one forward pass over the validation images (the clean view is cached already)
         if learn.body_frozen:
@@ -880,7 +918,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     val_loss = float(learn.crit(torch.from_numpy(np.asarray(preds, np.float32)), torch.from_numpy(np.asarray(y))))
     write_val_predictions(folder, data, kind, preds, y, tta)
     lap("evaluate_tta")
-    say(f"validation: accuracy {acc if acc is None else f'{acc:.4f}'}, TTA ({n_tta} views + clean) accuracy "
+    say(f"validation: accuracy {acc if acc is None else f'{acc:.4f}'}, TTA ({n_tta} view(s) + clean) accuracy "
         f"{tta_acc if tta_acc is None else f'{tta_acc:.4f}'}, val_loss {val_loss:.4f}")
 
     from ..infer.export import export_model
