@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="FILE", help="submission CSV to write")
     s.add_argument("--binary", action="store_true", help="two classes: id,label = probability of class 1")
     s.add_argument("--tta", action="store_true", help="average the clean view and the TTA views the run used")
+    s.add_argument("--exact-ids", action="store_true",
+                   help="write ids and class headers exactly; by default one starting with = + - @ (a "
+                        "spreadsheet formula) gets a leading ' and a warning says so")
     s.set_defaults(func=cmd_submit)
 
     # export --------------------------------------------------------------------------------------------
@@ -380,7 +383,8 @@ def cmd_predict(args) -> int:
 def cmd_submit(args) -> int:
     from .infer.submit import make_submission
 
-    out = make_submission(args.model, args.test_dir, args.out, binary=args.binary, tta=args.tta)
+    out = make_submission(args.model, args.test_dir, args.out, binary=args.binary, tta=args.tta,
+                          exact_ids=args.exact_ids)
     _say(args, f"wrote {out}")
     return 0
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from visiontune.utils.atomic import atomic_write_text
 from visiontune.utils.kinds import KINDS
+from visiontune.utils.text import from_spreadsheet_safe
 
 from . import figures
 from .interpret import ClassificationInterpretation
@@ -112,8 +113,9 @@ def _read_csv(path: Path) -> list[dict] | None:
     if not path.is_file():
         return None
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8") as f:  # our CSVs are spreadsheet-safe: undo it
+            return [{(from_spreadsheet_safe(k) if isinstance(k, str) else k): (from_spreadsheet_safe(v) if isinstance(v, str) else v)
+                     for k, v in row.items()} for row in csv.DictReader(f)]
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         log.warning("report: cannot read %s: %s", path, e)
         return None

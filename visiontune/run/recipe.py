@@ -76,6 +76,7 @@ from ..train.task import data_kind
 from ..train.weights import weights_bytes
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
+from ..utils.text import spreadsheet_safe
 from ..utils.seed import seed_everything
 from .config import DEFAULT_UNFROZEN_BUDGET, TrainConfig  # noqa: F401 (TrainConfig: API)
 from .folder import RUN_FILES, RunFolder, confine_to
@@ -364,9 +365,10 @@ def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
     keys = list(rows[0].keys())
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    w.writerow({k: spreadsheet_safe(k) for k in keys})
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+        w.writerow({k: ("" if r.get(k) is None else spreadsheet_safe(r.get(k)) if isinstance(r.get(k), str)
+                        else r.get(k)) for k in keys})
     folder.write_text("metrics.csv", buf.getvalue())
     folder.write_json("metrics.json", rows)
 
@@ -935,14 +937,28 @@ def _write_report(folder: RunFolder, st: Progress, lap) -> Path:
     return folder.file("report.html")
 
 
+class _SafeWriter:
+    """A ``csv.writer`` whose text cells are spreadsheet-safe (numbers as formatted strings stay as they are)."""
+
+    def __init__(self, writer):
+        self._w = writer
+
+    def writerow(self, row):
+        self._w.writerow([spreadsheet_safe(c) if isinstance(c, str) else c for c in row])
+
+
 def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None) -> None:
-    """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred."""
+    """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred.
+
+    Every text cell goes through :func:`~visiontune.utils.text.spreadsheet_safe` (a file or class named
+    ``=cmd...`` gets a leading ``'``); the report reads it back with ``from_spreadsheet_safe``.
+    """
     if not distributed.is_main_process():  # rank 0 alone writes the run folder
         return
     names = output_names(data)
     fnames = list(getattr(data.val_ds, "fnames", [str(i) for i in range(len(y))]))
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = _SafeWriter(csv.writer(buf, lineterminator="\n"))
     if kind == "single":
         probs = np.exp(np.asarray(preds, np.float64))
         header = ["fname", "target", "pred"] + [f"p_{c}" for c in names] + (["tta_pred", "tta_p_max"] if tta is not None else [])
