@@ -66,6 +66,16 @@ from .task import data_kind, default_metrics, loss_for, start_at_target_mean
 from .weights import load_weights, save_weights, writable_models_path
 
 
+def _check_rates(values, name: str) -> None:
+    """``lrs`` / ``wds`` are finite and >= 0 (``fit(lr=inf)`` is refused before any step, not after it)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or one number per layer group, got {values!r}") from None
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite numbers >= 0, got {values!r}")
+
+
 def set_seed(seed: int) -> None:
     """The lesson's seeding: :func:`visiontune.utils.seed.seed_everything`."""
     seed_everything(seed)
@@ -267,6 +277,9 @@ class ConvLearner:
         """
         if n_cycle < 1:
             raise ValueError("n_cycle must be at least 1")
+        _check_rates(lrs, "lrs")
+        if wds is not None:
+            _check_rates(wds, "wds")
         if seed is not None:
             set_seed(seed)
         self._sync_ranks()
