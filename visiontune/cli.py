@@ -30,6 +30,8 @@ import time
 import traceback
 from pathlib import Path
 
+from .utils.text import printable
+
 PROG = "visiontune"
 
 _MAIN_EPILOG = """\
@@ -455,6 +457,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _escape_warnings() -> None:
+    """Warnings print with every control character but their own line breaks escaped (a file name holding
+    ``\\x1b[2J`` cannot clear the terminal); the messages escape names themselves too (``printable``)."""
+    import warnings
+
+    if getattr(warnings.formatwarning, "_visiontune", False):
+        return
+    plain = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        text = plain(message, category, filename, lineno, line)
+        return "\n".join(printable(part) for part in text.split("\n"))
+
+    formatwarning._visiontune = True
+    warnings.formatwarning = formatwarning
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     lines = text.splitlines()
@@ -491,6 +510,7 @@ def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
+    _escape_warnings()
     if not verbose:
         import warnings
 
@@ -514,9 +534,9 @@ def _main(argv=None) -> int:
         if verbose:
             traceback.print_exc()
         if _is_user_error(e):
-            print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+            print(f"{PROG}: error: {printable(_one_line(e))}", file=sys.stderr)
         else:
-            print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} (an internal error; --verbose shows "
+            print(f"{PROG}: error: {type(e).__name__}: {printable(_one_line(e))} (an internal error; --verbose shows "
                   "the traceback)", file=sys.stderr)
         return 1
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..utils.text import nfc, printable
 from ..imaging.decode import (DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header,
                               open_regular, probe_image)
 
@@ -222,7 +223,7 @@ def inspect_dataset(path, out_dir=None, csv=None, suffix: str = "", folder: str 
         for f in files:
             parts = PurePosixPath(f).parts
             if len(parts) >= 3:
-                splits[parts[0]][parts[1]] += 1
+                splits[parts[0]][nfc(parts[1])] += 1  # one class however its name is typed (NFC)
             elif len(parts) == 2:
                 splits[parts[0]]["(unlabelled)"] += 1
             else:
@@ -323,5 +324,7 @@ def format_inspection(report: dict, max_items: int = 20) -> str:
     listing("folders with no images (an empty class?)", report.get("empty_folders", []))
     if report["histograms"]:
         lines.append("histograms: " + ", ".join(report["histograms"]))
-    # non-UTF-8 file names hold surrogates: show their bytes as \\xff so any terminal can print them
-    return "\n".join(lines).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    # non-UTF-8 file names hold surrogates: show their bytes as \\xff so any terminal can print them; control
+    # characters in a file or class name (ESC sequences, newlines) are escaped, so each line stays one line
+    return "\n".join(printable(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+                     for line in lines)

@@ -76,7 +76,7 @@ from ..train.task import data_kind
 from ..train.weights import weights_bytes
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
-from ..utils.text import spreadsheet_safe
+from ..utils.text import printable, spreadsheet_safe
 from ..utils.seed import seed_everything
 from .config import DEFAULT_UNFROZEN_BUDGET, TrainConfig  # noqa: F401 (TrainConfig: API)
 from .folder import RUN_FILES, RunFolder, confine_to
@@ -133,7 +133,8 @@ class RunResult:
 def _log(cfg_or_verbose, msg: str) -> None:
     verbose = cfg_or_verbose if isinstance(cfg_or_verbose, bool) else cfg_or_verbose.verbose
     if verbose and distributed.is_main_process():  # under torchrun only rank 0 prints
-        print(msg, flush=True)
+        # a file or class name in msg cannot send ESC sequences to the terminal (its own lines are kept)
+        print("\n".join(printable(line) for line in str(msg).split("\n")), flush=True)
 
 
 # Under torchrun every rank runs the recipe, but the run folder has one writer and one reader: rank 0.
