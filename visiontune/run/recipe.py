@@ -1000,7 +1000,6 @@ def load_run_model(run_dir, weights: str = "best.safetensors"):
     """
     from collections import OrderedDict
 
-    from safetensors.torch import load_file
     from torch import nn
 
     from ..models import ConcatPool, create_body, create_head, get_arch
@@ -1020,11 +1019,8 @@ def load_run_model(run_dir, weights: str = "best.safetensors"):
     body = create_body(get_arch(cfg["arch"]), weights=None, pretrained=False)
     head = create_head(2 * body.num_features, len(classes), ps=cfg.get("ps"), xtra_fc=None, kind=kind)
     model = nn.Sequential(OrderedDict(body=body, pool=ConcatPool(), head=head))
-    try:
-        model.load_state_dict(load_file(str(run_dir / weights), device="cpu"))
-    except Exception as e:  # safetensors' own error type, or a state dict of another shape
-        raise ValueError(f"cannot load {run_dir / weights} into the run's model ({type(e).__name__}: "
-                         f"{first_line(e)}); damaged, or from another run? Train the run again") from None
+    # damaged, non-finite (NaN / Inf) or mismatching weights: one line naming the file (and the tensor)
+    train_weights.load_state_checked(model, train_weights.read_weights(run_dir / weights, "cpu"), run_dir / weights)
     return model.eval(), pre, classes, kind
 
 

@@ -472,6 +472,7 @@ class ConvLearner:
 
     # ---------------------------------------------------------------- save / load / data
     def _weights_path(self, name: str) -> Path:
+        """``{models_path}/{name}.safetensors`` for any name: dots in it (``224_all.v2``) are part of the name."""
         return self.models_path / f"{name}.safetensors"
 
     def save(self, name: str) -> Path:
@@ -484,10 +485,13 @@ class ConvLearner:
         return path
 
     def load(self, name_or_path) -> None:
-        """Read weights written by :meth:`save` (a name under ``models_path``, or a file path)."""
+        """Read weights written by :meth:`save`: a name as given to ``save`` (``learn.load("224_all.v2")`` reads
+        ``{models_path}/224_all.v2.safetensors``), or else the path of a weights file. A file that does not
+        fit the model, or holds NaN / Inf values, is refused with one line naming it."""
+        named = self._weights_path(str(name_or_path))
         path = Path(name_or_path)
-        if not path.suffix:
-            path = self._weights_path(str(name_or_path))
+        if named.is_file() or not path.is_file():
+            path = named
         load_weights(self.model, path, self.device)
         self._acts.clear()
 
