@@ -148,12 +148,13 @@ def _save_hist(values, title: str, xlabel: str, dest: Path) -> str:
     from matplotlib.figure import Figure
 
     from visiontune.utils.atomic import atomic_write
+    from visiontune.utils.display import plain_text
 
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(1, 1, 1)
     ax.hist(values, bins=10)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
+    ax.set_title(plain_text(title))
+    ax.set_xlabel(plain_text(xlabel))
     ax.set_ylabel("images")
     fig.tight_layout()
     with atomic_write(dest, "wb") as f:
