@@ -431,7 +431,11 @@ def cmd_export(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import write_report
+    from .run.folder import is_run_folder
 
+    if Path(args.run).is_dir() and not is_run_folder(Path(args.run)):
+        raise ValueError(f"{args.run} is not a visiontune run folder (no config.json with data and arch, or no "
+                         "progress.json); nothing was written. Give the folder `visiontune train --out` wrote")
     path = write_report(args.run, out=args.out)
     _say(args, f"wrote {path}")
     return 0
