@@ -110,3 +110,15 @@ def test_inspect_counts_both_spellings_as_one_class(tmp_path):
     root = _dataset(tmp_path / "d", [DECOMPOSED], [COMPOSED])
     rep = inspect_dataset(root)
     assert dict(rep["splits"]["train"]) == {COMPOSED: 2} and dict(rep["splits"]["valid"]) == {COMPOSED: 2}
+
+
+def test_csv_labels_composed_and_decomposed_are_one_class_with_a_warning(tmp_path):
+    root = tmp_path / "d"
+    for i in range(6):
+        _img(root / "train" / f"im{i}.png", seed=i)
+    rows = ["id,label"] + [f"im{i},{[COMPOSED, DECOMPOSED, 'tea'][i % 3]}" for i in range(6)]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"label\(s\) not in Unicode NFC: 'cafe\\u0301' is read as 'caf\\xe9'"):
+        data = ImageClassifierData.from_csv(root, "train", root / "labels.csv", bs=2, val_idxs=[0, 2],
+                                            suffix=".png", num_workers=0)
+    assert data.classes == [COMPOSED, "tea"]

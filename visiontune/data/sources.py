@@ -1037,6 +1037,13 @@ def _parse_labels(name: str, labels: list[str], continuous: bool, skip_header: b
             raise ValueError(f"{name}: rows hold different numbers of values ({sorted(widths)})")
         y = np.asarray(vals, dtype=np.float32)
         return "reg", [], (y[:, 0] if y.shape[1] == 1 else y)
+    renamed = sorted({(s, nfc(s)) for s in labels if nfc(s) != s})
+    if renamed:  # one class however its name is typed (composed or decomposed accents)
+        warnings.warn(f"visiontune: {_shown(name)}: label(s) not in Unicode NFC: "
+                      + ", ".join(f"{ascii(a)} is read as {ascii(b)}" for a, b in renamed[:10])
+                      + (f" and {len(renamed) - 10} more" if len(renamed) > 10 else "")
+                      + " (NFC, so the same name typed either way is one class)", UnicodeNamesWarning, stacklevel=4)
+        labels = [nfc(s) for s in labels]
     tags = [s.split() for s in labels]
     if any(len(t) > 1 for t in tags):
         classes = sorted({t for ts in tags for t in ts})
