@@ -21,8 +21,8 @@ verifies its SHA-256 and extracts it safely (no member may land outside the dest
 """
 from __future__ import annotations
 
-import hashlib
 import contextlib
+import hashlib
 import json
 import math
 import os

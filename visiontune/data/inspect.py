@@ -23,9 +23,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..utils.text import nfc, printable
 from ..imaging.decode import (DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header,
                               open_regular, probe_image)
+from ..utils.text import nfc, printable
 
 __all__ = ["inspect_dataset", "format_inspection"]
 

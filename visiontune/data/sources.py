@@ -476,14 +476,14 @@ def _class_folders(folder: Path) -> dict[str, str]:
         key = nfc(name)
         if key in out:
             raise ValueError(f"{_shown(folder)} holds two class folders whose names look identical: "
-                             f"{ascii(out[key])} and {ascii(name)} (the same letters, composed and decomposed Unicode); "
+                             f"{out[key]!a} and {name!a} (the same letters, composed and decomposed Unicode); "
                              "merge them into one folder")
         out[key] = name
         if key != name:
             renamed.append((name, key))
     if renamed:
         warnings.warn(f"visiontune: class folder name(s) in {_shown(folder)} are not in Unicode NFC: "
-                      + ", ".join(f"{ascii(a)} is named {ascii(b)}" for a, b in renamed[:10])
+                      + ", ".join(f"{a!a} is named {b!a}" for a, b in renamed[:10])
                       + (f" and {len(renamed) - 10} more" if len(renamed) > 10 else "")
                       + " (NFC, so the same name typed either way is one class)", UnicodeNamesWarning, stacklevel=4)
     return out
@@ -1040,7 +1040,7 @@ def _parse_labels(name: str, labels: list[str], continuous: bool, skip_header: b
     renamed = sorted({(s, nfc(s)) for s in labels if nfc(s) != s})
     if renamed:  # one class however its name is typed (composed or decomposed accents)
         warnings.warn(f"visiontune: {_shown(name)}: label(s) not in Unicode NFC: "
-                      + ", ".join(f"{ascii(a)} is read as {ascii(b)}" for a, b in renamed[:10])
+                      + ", ".join(f"{a!a} is read as {b!a}" for a, b in renamed[:10])
                       + (f" and {len(renamed) - 10} more" if len(renamed) > 10 else "")
                       + " (NFC, so the same name typed either way is one class)", UnicodeNamesWarning, stacklevel=4)
         labels = [nfc(s) for s in labels]

@@ -135,7 +135,7 @@ class TrainConfig:
             if value is None:
                 continue
             if isinstance(lo, int) and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
+                raise ValueError(f"{name} must be a whole number, got {value!r}")  # noqa: TRY004 - a user error
             if not lo <= value <= hi:
                 raise ValueError(f"{name} must be between {show_number(lo)} and {show_number(hi)}, got {show_number(value)}")
         if self.head_epochs == 0 and self.aug_epochs == 0:

@@ -42,7 +42,7 @@ def read_weights(path: Path, device="cpu") -> dict:
     path = Path(path)
     try:
         state = load_file(str(path), device=str(device))
-    except Exception as e:  # safetensors' own error types: a damaged or foreign file
+    except Exception as e:  # noqa: BLE001 - safetensors' own error types: a damaged or foreign file
         raise WeightsFileError(f"cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                                "): damaged, or not a weights file saved by visiontune?") from None
     for name, t in state.items():
