@@ -30,6 +30,8 @@ import time
 import traceback
 from pathlib import Path
 
+from .utils.text import printable
+
 PROG = "visiontune"
 
 _MAIN_EPILOG = """\
@@ -154,11 +156,40 @@ def _finite_float(s: str) -> float:
     return v
 
 
-def _positive_float(s: str) -> float:
-    v = _finite_float(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-    return v
+def _bounded_int(lo: int, hi: int):
+    """An argparse type: a whole number in [lo, hi] (``1e23``, ``3.5`` and ``99999999999`` are refused at once)."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {s!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {s}")
+        return v
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _bounded_float(lo: float, hi: float, lo_open: bool = True, hi_open: bool = False, unit: str = ""):
+    """An argparse type: a finite number in (lo, hi] (open / closed ends as given)."""
+    def parse(s: str) -> float:
+        v = _finite_float(s)
+        if v < lo or (lo_open and v == lo) or v > hi or (hi_open and v == hi):
+            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo:g} and "
+                                             f"{'<' if hi_open else '<='} {hi:g}{unit}, got {s}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def _limit_type(name: str, **kw):
+    """The argparse type of the numeric ``train`` option ``name``, bounded by ``run.config.LIMITS``."""
+    from .run.config import LIMITS
+
+    lo, hi = LIMITS[name]
+    if isinstance(lo, int):
+        return _bounded_int(lo, hi)
+    return _bounded_float(lo, hi, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,12 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--suffix", default=D("suffix"), help="appended to each CSV id to name its file, e.g. .jpg")
     d.add_argument("--folder", default=D("folder"), help="image folder for --csv (default: train)")
     d.add_argument("--val-name", default=D("val_name"), help="validation folder (default valid, falls back to val)")
-    d.add_argument("--val-pct", type=_finite_float, default=D("val_pct"), help="validation share for --csv (get_cv_idxs)")
+    d.add_argument("--val-pct", type=_limit_type("val_pct", hi_open=True), default=D("val_pct"), help="validation share for --csv (get_cv_idxs)")
     d.add_argument("--test-name", metavar="FOLDER", help="also precompute this unlabelled folder (e.g. test)")
     d.add_argument("--multi-label", action="store_true", help="CSV labels are space-separated tags")
     d.add_argument("--regression", action="store_true", help="CSV labels are numbers")
-    d.add_argument("--size", type=int, default=D("size"), help=f"image size the network sees (default {D('size')})")
-    d.add_argument("--bs", type=int, default=D("bs"), help=f"batch size (default {D('bs')})")
+    d.add_argument("--size", type=_limit_type("size"), default=D("size"), help=f"image size the network sees (default {D('size')})")
+    d.add_argument("--bs", type=_limit_type("bs"), default=D("bs"), help=f"batch size (default {D('bs')})")
     d.add_argument("--aug", choices=("side_on", "top_down", "none"), default=D("aug"),
                    help="augmentation: side_on photos (flips), top_down (dihedral), none")
     m = t.add_argument_group("model and recipe")
@@ -204,25 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--weights", metavar="FILE", help="backbone weights file (.safetensors / .pth)")
     m.add_argument("--engine", default=D("engine"), help="forward engine for precompute: auto, openvino, onnxruntime, torch...")
     m.add_argument("--fast", action="store_true", help="precompute only (steps 1-4): no unfreezing")
-    m.add_argument("--budget", type=_positive_float, metavar="SECONDS", help="total time budget: the best model that fits")
-    m.add_argument("--unfrozen-budget", type=_positive_float, default=D("unfrozen_budget"), metavar="SECONDS",
+    m.add_argument("--budget", type=_limit_type("budget", unit=" s (a week)"), metavar="SECONDS",
+                   help="total time budget: the best model that fits (at most a week)")
+    m.add_argument("--unfrozen-budget", type=_limit_type("unfrozen_budget", unit=" s (a week)"), default=D("unfrozen_budget"), metavar="SECONDS",
                    help=f"seconds for steps 5-8 when --budget is not given (default {D('unfrozen_budget'):g})")
-    m.add_argument("--lr", type=_positive_float, help="head learning rate (default: chosen by lr_find)")
-    m.add_argument("--lr-ratio", type=_finite_float, default=D("lr_ratio"),
+    m.add_argument("--lr", type=_limit_type("lr"), help="head learning rate (default: chosen by lr_find)")
+    m.add_argument("--lr-ratio", type=_limit_type("lr_ratio", lo_open=False), default=D("lr_ratio"),
                    help=f"each layer group this much lower than the next ({D('lr_ratio'):g})")
-    m.add_argument("--precompute-aug", type=int, default=None, metavar="K",
+    m.add_argument("--precompute-aug", type=_limit_type("precompute_aug"), default=None, metavar="K",
                    help="augmented views cached per image (2 under 50 images a class, else 0; 0 with --fast)")
-    m.add_argument("--head-epochs", type=int, default=D("head_epochs"), help=f"step 3 epochs ({D('head_epochs')})")
-    m.add_argument("--aug-epochs", type=int, default=D("aug_epochs"), help=f"step 4 epochs ({D('aug_epochs')})")
-    m.add_argument("--max-cycles", type=int, default=D("max_cycles"),
+    m.add_argument("--head-epochs", type=_limit_type("head_epochs"), default=D("head_epochs"), help=f"step 3 epochs ({D('head_epochs')})")
+    m.add_argument("--aug-epochs", type=_limit_type("aug_epochs"), default=D("aug_epochs"), help=f"step 4 epochs ({D('aug_epochs')})")
+    m.add_argument("--max-cycles", type=_limit_type("max_cycles"), default=D("max_cycles"),
                    help=f"SGDR cycles at most in step 8 ({D('max_cycles')} = {2 ** D('max_cycles') - 1} epochs)")
-    m.add_argument("--patience", type=int, default=D("patience"), help="stop step 8 after this many epochs without improvement")
-    m.add_argument("--tta", type=int, default=None, metavar="N", help="augmented TTA views, 0-4: mirror, zoom in, zoom in mirrored, zoom out (up to 4, 2 with --fast, as many as cost ~10%% of the run; 0 = none)")
-    m.add_argument("--ps", type=_finite_float, help="head dropout")
-    m.add_argument("--seed", type=int, default=D("seed"), help=f"random seed (default {D('seed')})")
+    m.add_argument("--patience", type=_limit_type("patience"), default=D("patience"), help="stop step 8 after this many epochs without improvement")
+    m.add_argument("--tta", type=_limit_type("tta"), default=None, metavar="N", help="augmented TTA views, 0-4: mirror, zoom in, zoom in mirrored, zoom out (up to 4, 2 with --fast, as many as cost ~10%% of the run; 0 = none)")
+    m.add_argument("--ps", type=_limit_type("ps", lo_open=False, hi_open=True), help="head dropout")
+    m.add_argument("--seed", type=_limit_type("seed"), default=D("seed"), help=f"random seed (default {D('seed')})")
     m.add_argument("--export-format", choices=("onnx", "torchscript"), default=D("export_format"))
     m.add_argument("--cache-dir", metavar="DIR", help="activation cache (default $VISIONTUNE_CACHE or ~/.cache/visiontune)")
-    m.add_argument("--num-workers", type=int, help="image-loading worker processes")
+    m.add_argument("--num-workers", type=_limit_type("num_workers"), help="image-loading worker processes")
     t.set_defaults(func=cmd_train)
 
     # predict -------------------------------------------------------------------------------------------
@@ -231,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Predict with an exported model (a run folder, model.json or model.onnx).")
     p.add_argument("model", help="run folder, model.json, or model.onnx / model.pt")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
+    p.add_argument("--top-k", type=_bounded_int(1, 100_000), default=3, help="classes per image (default 3)")
     p.add_argument("--tta", action="store_true", help="average the clean view and the TTA views the run used (model.json's tta_views)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
@@ -246,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="FILE", help="submission CSV to write")
     s.add_argument("--binary", action="store_true", help="two classes: id,label = probability of class 1")
     s.add_argument("--tta", action="store_true", help="average the clean view and the TTA views the run used")
+    s.add_argument("--exact-ids", action="store_true",
+                   help="write ids and class headers exactly; by default one starting with = + - @ (a "
+                        "spreadsheet formula) gets a leading ' and a warning says so")
     s.set_defaults(func=cmd_submit)
 
     # export --------------------------------------------------------------------------------------------
@@ -285,8 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="runs/demo", metavar="RUN", help="run folder (default runs/demo)")
     dm.add_argument("--download", metavar="URL", help="fetch a zip/tar dataset instead (needs --sha256)")
     dm.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the --download archive")
-    dm.add_argument("--budget", type=_positive_float, default=60.0, metavar="SECONDS", help="time budget (60)")
-    dm.add_argument("--seed", type=int, default=42)
+    dm.add_argument("--budget", type=_limit_type("budget", unit=" s (a week)"), default=60.0, metavar="SECONDS", help="time budget (60)")
+    dm.add_argument("--seed", type=_limit_type("seed"), default=42)
     dm.set_defaults(func=cmd_demo)
     return parser
 
@@ -380,7 +415,8 @@ def cmd_predict(args) -> int:
 def cmd_submit(args) -> int:
     from .infer.submit import make_submission
 
-    out = make_submission(args.model, args.test_dir, args.out, binary=args.binary, tta=args.tta)
+    out = make_submission(args.model, args.test_dir, args.out, binary=args.binary, tta=args.tta,
+                          exact_ids=args.exact_ids)
     _say(args, f"wrote {out}")
     return 0
 
@@ -395,7 +431,11 @@ def cmd_export(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import write_report
+    from .run.folder import is_run_folder
 
+    if Path(args.run).is_dir() and not is_run_folder(Path(args.run)):
+        raise ValueError(f"{args.run} is not a visiontune run folder (no config.json with data and arch, or no "
+                         "progress.json); nothing was written. Give the folder `visiontune train --out` wrote")
     path = write_report(args.run, out=args.out)
     _say(args, f"wrote {path}")
     return 0
@@ -419,6 +459,23 @@ def cmd_demo(args) -> int:
                       spent_before=seconds_since_process_start())
     print(f"demo finished: open {result.report_path}" if result.report_path else result.summary())
     return 0
+
+
+def _escape_warnings() -> None:
+    """Warnings print with every control character but their own line breaks escaped (a file name holding
+    ``\\x1b[2J`` cannot clear the terminal); the messages escape names themselves too (``printable``)."""
+    import warnings
+
+    if getattr(warnings.formatwarning, "_visiontune", False):
+        return
+    plain = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        text = plain(message, category, filename, lineno, line)
+        return "\n".join(printable(part) for part in text.split("\n"))
+
+    formatwarning._visiontune = True
+    warnings.formatwarning = formatwarning
 
 
 def _one_line(e: BaseException) -> str:
@@ -457,6 +514,7 @@ def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
+    _escape_warnings()
     if not verbose:
         import warnings
 
@@ -480,9 +538,9 @@ def _main(argv=None) -> int:
         if verbose:
             traceback.print_exc()
         if _is_user_error(e):
-            print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+            print(f"{PROG}: error: {printable(_one_line(e))}", file=sys.stderr)
         else:
-            print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} (an internal error; --verbose shows "
+            print(f"{PROG}: error: {type(e).__name__}: {printable(_one_line(e))} (an internal error; --verbose shows "
                   "the traceback)", file=sys.stderr)
         return 1
     return 0

@@ -21,15 +21,20 @@ verifies its SHA-256 and extracts it safely (no member may land outside the dest
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
+import signal
 import tarfile
 import tempfile
+import threading
+import time
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -40,6 +45,10 @@ CLASSES = ("circles", "squares", "stripes")
 DEMO_VERSION = 1
 DEMO_SIZE = 128
 DEMO_BUDGET_S = 60.0
+DOWNLOAD_TOTAL_TIMEOUT_S = 1800.0  # the whole transfer, not one read: a server trickling bytes cannot hold a run
+UNPACKED_MAX_RATIO = 20  # an archive may unpack to at most 20x its size (images barely compress) ...
+UNPACKED_FLOOR = 256 * 2**20  # ... or 256 MiB for a small one,
+UNPACKED_MAX = 8 * 2**30  # and never more than 8 GiB, whatever the free disk
 
 __all__ = ["make_shapes_dataset", "fetch_dataset", "run_demo", "ChecksumMismatch"]
 
@@ -129,8 +138,18 @@ def _safe_member(name: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts and not (p.parts and ":" in p.parts[0])
 
 
+def unpacked_cap(archive_size: int) -> int:
+    """The most bytes an archive of ``archive_size`` bytes may unpack to (a zip bomb is refused, not kept)."""
+    return min(UNPACKED_MAX, max(UNPACKED_FLOOR, UNPACKED_MAX_RATIO * archive_size))
+
+
 def _check_room(archive: Path, dest: Path, unpacked: int) -> None:
-    """Refuse an archive whose members add up to more than the disk has free (a zip bomb, or just too big)."""
+    """Refuse an archive whose members add up to more than :func:`unpacked_cap` or than the disk has free."""
+    cap = unpacked_cap(archive.stat().st_size)
+    if unpacked > cap:
+        raise ValueError(f"refusing to extract {archive.name}: it unpacks to {unpacked:,} bytes, more than "
+                         f"{cap:,} ({UNPACKED_MAX_RATIO}x its size, at most {UNPACKED_MAX // 2**30} GiB): a zip bomb? "
+                         "Unpack it yourself and pass --data")
     free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
     if unpacked > free:
         raise ValueError(f"refusing to extract {archive.name}: it unpacks to {unpacked:,} bytes and the disk has "
@@ -144,7 +163,13 @@ def _extract(archive: Path, dest: Path) -> None:
             if bad:
                 raise ValueError(f"refusing to extract {archive.name}: member {bad[0]!r} points outside the folder")
             _check_room(archive, dest, sum(i.file_size for i in z.infolist()))
-            z.extractall(dest)  # zipfile stops a member that outgrows its declared size
+            for info in z.infolist():  # zipfile stops a member that outgrows its declared size (a CRC error)
+                try:
+                    z.extract(info, dest)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+                    raise ValueError(f"cannot extract {archive.name}: member {info.filename!r} is damaged or lies "
+                                     f"about its size ({type(e).__name__}: {e}); download it again or get another "
+                                     "copy") from None
         return
     try:
         tf = tarfile.open(archive)
@@ -160,18 +185,54 @@ def _extract(archive: Path, dest: Path) -> None:
             if not (m.isfile() or m.isdir()):
                 raise ValueError(f"refusing to extract {archive.name}: member {m.name!r} is not a file or folder")
         _check_room(archive, dest, sum(m.size for m in members))
-        if hasattr(tarfile, "data_filter"):
-            tf.extractall(dest, members=members, filter="data")
-        else:  # pragma: no cover - Python < 3.12 without the backport
-            tf.extractall(dest, members=members)
+        try:
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(dest, members=members, filter="data")
+            else:  # pragma: no cover - Python < 3.12 without the backport
+                tf.extractall(dest, members=members)
+        except (tarfile.TarError, zlib.error, EOFError) as e:
+            raise ValueError(f"cannot extract {archive.name}: it is damaged ({type(e).__name__}: {e}); download "
+                             "it again or get another copy") from None
 
 
-def fetch_dataset(url: str, sha256: str, dest, timeout: float = 60.0) -> Path:
+class DownloadTimeout(TimeoutError):
+    """The whole transfer took longer than ``total_timeout``."""
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived during a download: the temporary folder is removed on the way out."""
+
+
+@contextlib.contextmanager
+def _cleanup_on_sigterm():
+    """While downloading (main thread only), SIGTERM raises, so ``finally`` removes the temporary folder."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated(f"terminated by signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _Terminated:
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def fetch_dataset(url: str, sha256: str, dest, timeout: float = 60.0,
+                  total_timeout: float = DOWNLOAD_TOTAL_TIMEOUT_S) -> Path:
     """Download ``url``, check its SHA-256, extract it into ``dest``; return ``dest``.
 
     Nothing appears under ``dest`` unless the checksum matches and the whole archive extracted
     (it is unpacked into a temporary folder beside ``dest`` and renamed). An existing ``dest``
     holding the same checksum marker is returned without downloading.
+
+    ``timeout`` bounds each read, ``total_timeout`` the whole transfer (a server that sends a byte now
+    and then is stopped). The temporary ``.NAME-*`` folder is removed on any error and on SIGTERM. The
+    archive may unpack to at most :func:`unpacked_cap` bytes; a damaged member is one line naming it.
     """
     dest = Path(dest)
     sha256 = sha256.strip().lower()
@@ -185,30 +246,44 @@ def fetch_dataset(url: str, sha256: str, dest, timeout: float = 60.0) -> Path:
         except ValueError:
             pass
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        archive = work / "download"
-        h = hashlib.sha256()
+    deadline = time.monotonic() + total_timeout
+    with _cleanup_on_sigterm():
+        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(archive, "wb") as f:
-                for chunk in iter(lambda: r.read(1 << 20), b""):
-                    h.update(chunk)
-                    f.write(chunk)
-        except OSError as e:  # URLError is an OSError
-            raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
-        got = h.hexdigest()
-        if got != sha256:
-            raise ChecksumMismatch(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}")
-        out = work / "extracted"
-        out.mkdir()
-        _extract(archive, out)
-        atomic_write_json(out / marker.name, {"url": url, "sha256": sha256})
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(out, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            _download_into(work, url, sha256, dest, marker, timeout, total_timeout, deadline)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return dest
+
+
+def _download_into(work: Path, url: str, sha256: str, dest: Path, marker: Path, timeout: float,
+                   total_timeout: float, deadline: float) -> None:
+    """The transfer (stopped at ``deadline``), the checksum, the extraction into ``work``, the rename to ``dest``."""
+    archive = work / "download"
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=min(timeout, total_timeout)) as r, open(archive, "wb") as f:
+            for chunk in iter(lambda: r.read(1 << 16), b""):
+                h.update(chunk)
+                f.write(chunk)
+                if time.monotonic() > deadline:
+                    raise DownloadTimeout(f"cannot download {url}: not finished after {total_timeout:g} s "
+                                       f"({f.tell():,} bytes so far); try again later or download it yourself "
+                                       "and pass --data")
+    except DownloadTimeout:
+        raise
+    except OSError as e:  # URLError is an OSError (a read timing out too)
+        raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    got = h.hexdigest()
+    if got != sha256:
+        raise ChecksumMismatch(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}")
+    out = work / "extracted"
+    out.mkdir()
+    _extract(archive, out)
+    atomic_write_json(out / marker.name, {"url": url, "sha256": sha256})
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(out, dest)
 
 
 def _data_root(folder: Path) -> Path:

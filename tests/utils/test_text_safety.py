@@ -30,3 +30,11 @@ def test_spreadsheet_safe(cell, written):
 
 def test_nfc_joins_composed_and_decomposed():
     assert nfc("Cafe\u0301") == nfc("Caf\u00e9") == "Caf\u00e9"
+
+
+@pytest.mark.parametrize("text", ["=1+2", "'=1+2", "''=x", "'plain", "-0.25", "'-0.25", "-inf", "ants", "", "@a"])
+def test_spreadsheet_safe_round_trips(text):
+    from visiontune.utils.text import from_spreadsheet_safe
+
+    assert from_spreadsheet_safe(spreadsheet_safe(text)) == text
+    assert not spreadsheet_safe(text).lstrip("'").startswith(("=", "+", "@")) or spreadsheet_safe(text).startswith("'")

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..imaging.decode import (DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header,
                               open_regular, probe_image)
+from ..utils.text import nfc, printable
 
 __all__ = ["inspect_dataset", "format_inspection"]
 
@@ -147,12 +148,13 @@ def _save_hist(values, title: str, xlabel: str, dest: Path) -> str:
     from matplotlib.figure import Figure
 
     from visiontune.utils.atomic import atomic_write
+    from visiontune.utils.display import plain_text
 
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(1, 1, 1)
     ax.hist(values, bins=10)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
+    ax.set_title(plain_text(title))
+    ax.set_xlabel(plain_text(xlabel))
     ax.set_ylabel("images")
     fig.tight_layout()
     with atomic_write(dest, "wb") as f:
@@ -222,7 +224,7 @@ def inspect_dataset(path, out_dir=None, csv=None, suffix: str = "", folder: str 
         for f in files:
             parts = PurePosixPath(f).parts
             if len(parts) >= 3:
-                splits[parts[0]][parts[1]] += 1
+                splits[parts[0]][nfc(parts[1])] += 1  # one class however its name is typed (NFC)
             elif len(parts) == 2:
                 splits[parts[0]]["(unlabelled)"] += 1
             else:
@@ -323,5 +325,7 @@ def format_inspection(report: dict, max_items: int = 20) -> str:
     listing("folders with no images (an empty class?)", report.get("empty_folders", []))
     if report["histograms"]:
         lines.append("histograms: " + ", ".join(report["histograms"]))
-    # non-UTF-8 file names hold surrogates: show their bytes as \\xff so any terminal can print them
-    return "\n".join(lines).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    # non-UTF-8 file names hold surrogates: show their bytes as \\xff so any terminal can print them; control
+    # characters in a file or class name (ESC sequences, newlines) are escaped, so each line stays one line
+    return "\n".join(printable(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+                     for line in lines)

@@ -37,6 +37,7 @@ from visiontune.transforms.augment import item_random_state
 from visiontune.transforms.core import ImageTransforms, imagenet_stats, tfms_from_stats
 
 from ..imaging.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, open_image, probe_images
+from ..utils.text import nfc, printable
 
 __all__ = [
     "ImageClassifierData",
@@ -115,13 +116,14 @@ class UnreadableFilesError(ValueError):
         )
 
 
-def _shown(name: str) -> str:
-    """A file name printable in any terminal: undecodable bytes (non-UTF-8 names) shown as ``\\xff``."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def _shown(name) -> str:
+    """A file name printable in any terminal: undecodable bytes (non-UTF-8 names) shown as ``\\xff``, control
+    characters (ESC sequences, newlines) escaped by :func:`visiontune.utils.text.printable`."""
+    return printable(str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
 
 
 def _list_skipped(skipped) -> str:
-    lines = [f"  {_shown(f)}: {r}" for f, r in skipped[:_MAX_LISTED]]
+    lines = [f"  {_shown(f)}: {_shown(r)}" for f, r in skipped[:_MAX_LISTED]]
     if len(skipped) > _MAX_LISTED:
         lines.append(f"  ... and {len(skipped) - _MAX_LISTED} more (see data.skipped)")
     return "\n".join(lines)
@@ -184,7 +186,7 @@ class FilesDataset(Dataset):
         name = self.fnames[i]
         if name not in self.failed:
             self.failed[name] = err.reason
-            warnings.warn(f"visiontune: {_shown(str(self.path / name))}: {err.reason}; it could be read when the data was "
+            warnings.warn(f"visiontune: {_shown(str(self.path / name))}: {_shown(err.reason)}; it could be read when the data was "
                           "built, so it changed since. Using a blank (mean-colour) image for it in this pass. "
                           "Rebuild the data to leave it out.", FileChangedWarning, stacklevel=2)
         mean = getattr(self.transform, "mean", None) or (0.5, 0.5, 0.5)
@@ -458,6 +460,35 @@ def _subdirs(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
+class UnicodeNamesWarning(UserWarning):
+    """Class folder names were not in Unicode NFC; the classes are named in NFC."""
+
+
+def _class_folders(folder: Path) -> dict[str, str]:
+    """``{class name: folder name}`` for the class folders in ``folder``, class names in Unicode NFC.
+
+    ``é`` typed as one code point or as ``e`` + a combining accent look the same: they are one class (named
+    in NFC, with one warning). Two folders whose names differ only that way are refused, naming both.
+    """
+    out: dict[str, str] = {}
+    renamed = []
+    for name in _subdirs(folder):
+        key = nfc(name)
+        if key in out:
+            raise ValueError(f"{_shown(folder)} holds two class folders whose names look identical: "
+                             f"{out[key]!a} and {name!a} (the same letters, composed and decomposed Unicode); "
+                             "merge them into one folder")
+        out[key] = name
+        if key != name:
+            renamed.append((name, key))
+    if renamed:
+        warnings.warn(f"visiontune: class folder name(s) in {_shown(folder)} are not in Unicode NFC: "
+                      + ", ".join(f"{a!a} is named {b!a}" for a, b in renamed[:10])
+                      + (f" and {len(renamed) - 10} more" if len(renamed) > 10 else "")
+                      + " (NFC, so the same name typed either way is one class)", UnicodeNamesWarning, stacklevel=4)
+    return out
+
+
 def _resolve_val_name(root: Path, val_name: str) -> str:
     if (root / val_name).is_dir():
         return val_name
@@ -611,7 +642,7 @@ def _check_classes(root: Path, classes: Sequence, trn_y: np.ndarray, val_y: np.n
     usable = [str(c) for c, n in zip(classes, counts) if n > 0]
     if len(usable) < 2:
         warnings.warn(
-            f"visiontune: only one class with usable training images under {root} ({usable[0]!r}"
+            f"visiontune: only one class with usable training images under {_shown(root)} ({usable[0]!r}"
             + (f"; none in {empty}" if empty else "") + "): a classifier needs at least two classes to learn "
             "anything (from_paths expects path/train/<class>/<images>, one folder per class).",
             ClassesWarning, stacklevel=4)
@@ -646,7 +677,7 @@ def _filter_readable(root: Path, splits: dict, strict: bool, max_pixels) -> tupl
         raise UnreadableFilesError(skipped, root)
     if skipped:
         warnings.warn(
-            f"visiontune: skipped {len(skipped)} of {len(all_files)} file(s) under {root} that cannot be used "
+            f"visiontune: skipped {len(skipped)} of {len(all_files)} file(s) under {_shown(root)} that cannot be used "
             f"as images (strict=True makes this an error; the list is in data.skipped):\n" + _list_skipped(skipped),
             SkippedFilesWarning,
             stacklevel=4,
@@ -767,28 +798,30 @@ class ImageClassifierData:
                 f"Folders in {root}: {_subdirs(root)}"
             )
         val_name = _resolve_val_name(root, val_name)
-        classes = _subdirs(trn_dir)
+        trn_folders = _class_folders(trn_dir)
+        classes = sorted(trn_folders)
         if not classes:
             raise ValueError(
                 f"no class folders in {trn_dir}: from_paths needs one sub-folder per class "
                 f"(labels in a CSV? use ImageClassifierData.from_csv)"
             )
-        extra = sorted(set(_subdirs(root / val_name)) - set(classes))
+        val_folders = _class_folders(root / val_name)
+        extra = sorted(set(val_folders) - set(classes))
         if extra:
-            raise ValueError(f"validation folder {root / val_name} has classes missing from {trn_dir}: {extra}")
+            raise ValueError(f"validation folder {_shown(root / val_name)} has classes missing from "
+                             f"{_shown(trn_dir)}: {_some(extra)}")
 
-        def items(split):
+        def items(split, folders):
             fn, y = [], []
             for ci, c in enumerate(classes):
-                d = root / split / c
-                if not d.is_dir():
+                if c not in folders or not (root / split / folders[c]).is_dir():
                     continue
-                names = _list_images(d)
-                fn += [_rel(split, c, n) for n in names]
+                names = _list_images(root / split / folders[c])
+                fn += [_rel(split, folders[c], n) for n in names]
                 y += [ci] * len(names)
             return fn, np.asarray(y, dtype=np.int64)
 
-        splits = {"trn": items(trn_name), "val": items(val_name)}
+        splits = {"trn": items(trn_name, trn_folders), "val": items(val_name, val_folders)}
         if test_name is not None:
             splits["test"] = _test_items(root, test_name, "single")
         return cls._from_files(root, splits, classes=classes, kind="single", tfms=tfms, bs=bs,
@@ -1004,6 +1037,13 @@ def _parse_labels(name: str, labels: list[str], continuous: bool, skip_header: b
             raise ValueError(f"{name}: rows hold different numbers of values ({sorted(widths)})")
         y = np.asarray(vals, dtype=np.float32)
         return "reg", [], (y[:, 0] if y.shape[1] == 1 else y)
+    renamed = sorted({(s, nfc(s)) for s in labels if nfc(s) != s})
+    if renamed:  # one class however its name is typed (composed or decomposed accents)
+        warnings.warn(f"visiontune: {_shown(name)}: label(s) not in Unicode NFC: "
+                      + ", ".join(f"{a!a} is read as {b!a}" for a, b in renamed[:10])
+                      + (f" and {len(renamed) - 10} more" if len(renamed) > 10 else "")
+                      + " (NFC, so the same name typed either way is one class)", UnicodeNamesWarning, stacklevel=4)
+        labels = [nfc(s) for s in labels]
     tags = [s.split() for s in labels]
     if any(len(t) > 1 for t in tags):
         classes = sorted({t for ts in tags for t in ts})

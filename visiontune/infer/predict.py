@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..utils.text import printable, spreadsheet_safe
 from .exported import ExportedModel, UnreadableImageWarning
 
 __all__ = ["load_model", "list_images", "predict_paths", "format_predictions", "predict_with_progress"]
@@ -101,7 +102,8 @@ def predict_with_progress(m: ExportedModel, paths: Sequence, tta: bool = False, 
     m.unreadable = unreadable
     if unreadable:
         warnings.warn(f"visiontune: {len(unreadable)} of {len(paths)} image(s) could not be read; their rows are "
-                      "NaN (strict=True makes this an error):\n" + "\n".join(f"  {p}: {r}" for p, r in unreadable[:100]),
+                      "NaN (strict=True makes this an error):\n" + "\n".join(f"  {printable(p)}: {printable(r)}"
+                                                                             for p, r in unreadable[:100]),
                       UnreadableImageWarning, stacklevel=2)
     if not outs:
         return np.zeros((0, len(m.classes)), dtype=np.float32)
@@ -140,7 +142,7 @@ def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, ba
         first, reason = bad[0]
         raise ValueError(f"no readable images among {len(found)} file(s) in {where}: {first}: {reason}")
     for p, reason in bad:
-        print(f"visiontune: skipped {p}: {reason}", file=sys.stderr)
+        print(f"visiontune: skipped {printable(p)}: {printable(reason)}", file=sys.stderr)
     rows = []
     for p, o in zip(paths, out):
         if m.kind == "reg":
@@ -153,7 +155,11 @@ def predict_paths(model, inputs: Sequence, top_k: int = 3, tta: bool = False, ba
 
 
 def format_predictions(rows: list[dict], fmt: str = "csv", top_k: int = 3) -> str:
-    """CSV (file, label_1, prob_1, ...) or JSON text for :func:`predict_paths` rows."""
+    """CSV (file, label_1, prob_1, ...) or JSON text for :func:`predict_paths` rows.
+
+    In the CSV, a file name or label that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``
+    first) gets a leading ``'`` (:func:`visiontune.utils.text.spreadsheet_safe`); JSON keeps them exact.
+    """
     if fmt == "json":
         return json.dumps([{"file": r["file"], **({"top": [{"label": c, "prob": p} for c, p in r["top"]]} if r["top"]
                                                   or "values" not in r else {}),
@@ -164,12 +170,12 @@ def format_predictions(rows: list[dict], fmt: str = "csv", top_k: int = 3) -> st
     w = csv.writer(buf, lineterminator="\n")
     if rows and "values" in rows[0]:
         names = list(rows[0]["values"])
-        w.writerow(["file"] + names)
+        w.writerow(["file"] + [spreadsheet_safe(n) for n in names])
         for r in rows:
-            w.writerow([r["file"]] + [f"{v:.6g}" for v in r["values"].values()])
+            w.writerow([spreadsheet_safe(r["file"])] + [f"{v:.6g}" for v in r["values"].values()])
         return buf.getvalue()
     k = max((len(r["top"]) for r in rows), default=top_k)
     w.writerow(["file"] + [h for i in range(1, k + 1) for h in (f"label_{i}", f"prob_{i}")])
     for r in rows:
-        w.writerow([r["file"]] + [v for c, p in r["top"] for v in (c, f"{p:.6f}")])
+        w.writerow([spreadsheet_safe(r["file"])] + [v for c, p in r["top"] for v in (spreadsheet_safe(c), f"{p:.6f}")])
     return buf.getvalue()

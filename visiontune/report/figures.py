@@ -44,7 +44,7 @@ def fig_class_counts(counts: Mapping[str, int], title: str = "Images per class")
     ax.set_yticks(range(len(values)), [plain_text(n) for n in names], fontsize=8 if n <= 30 else 6)
     ax.set_xlabel("images")
     shown = f" (largest {len(items)} of {len(counts)})" if len(items) < len(counts) else ""
-    ax.set_title(title + shown)
+    ax.set_title(plain_text(title + shown))
     return fig
 
 
@@ -145,9 +145,9 @@ def fig_metrics(rows: Sequence[Mapping], loss_keys=("trn_loss", "val_loss"), met
         return np.asarray([_num(r.get(key)) for r in rows], dtype=float)
 
     for key in loss_keys:
-        ax_loss.plot(x, col(key), marker="o", markersize=3, label=key)
+        ax_loss.plot(x, col(key), marker="o", markersize=3, label=plain_text(key))
     for key in metric_keys:
-        ax_m.plot(x, col(key), marker="o", markersize=3, label=key)
+        ax_m.plot(x, col(key), marker="o", markersize=3, label=plain_text(key))
     phases = [str(r.get("phase", "")) for r in rows]
     for ax in (ax_loss, ax_m):
         for i in range(1, len(phases)):

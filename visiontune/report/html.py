@@ -30,6 +30,7 @@ import numpy as np
 
 from visiontune.utils.atomic import atomic_write_text
 from visiontune.utils.kinds import KINDS
+from visiontune.utils.text import from_spreadsheet_safe
 
 from . import figures
 from .interpret import ClassificationInterpretation
@@ -113,8 +114,9 @@ def _read_csv(path: Path) -> list[dict] | None:
     if not path.is_file():
         return None
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8") as f:  # our CSVs are spreadsheet-safe: undo it
+            return [{(from_spreadsheet_safe(k) if isinstance(k, str) else k): (from_spreadsheet_safe(v) if isinstance(v, str) else v)
+                     for k, v in row.items()} for row in csv.DictReader(f)]
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         log.warning("report: cannot read %s: %s", path, e)
         return None
@@ -629,7 +631,7 @@ def render_report(run_dir) -> str:
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         "<link rel=\"icon\" href=\"data:,\">\n"
-        f"<title>visiontune report: {_esc(name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"{_OUR_TITLE}{_esc(name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>visiontune run report: {_esc(name)}</h1>\n"
         f'<p class="muted">{_esc(arch or "architecture unknown")} · {_esc(run.kind)}-label · {_esc(n_cls)} · '
         f"generated {_esc(now)}</p>\n<nav>{nav}</nav>\n"
@@ -638,12 +640,30 @@ def render_report(run_dir) -> str:
     )
 
 
+_OUR_TITLE = "<title>visiontune report: "
+
+
+def _is_our_report(path: Path) -> bool:
+    """Whether ``path`` is a regular file that :func:`render_report` wrote (its head names visiontune)."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and _OUR_TITLE in head
+
+
 def write_report(run_dir, out=None) -> Path:
     """Write the self-contained report for ``run_dir`` to ``out`` (default ``run_dir/report.html``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
     out = Path(out) if out is not None else run_dir / "report.html"
+    if (out.exists() or out.is_symlink()) and not _is_our_report(out):
+        raise FileExistsError(f"{out} exists and is not a report visiontune wrote; it was left as it is: "
+                              "move it away, or give --out another file")
     atomic_write_text(out, render_report(run_dir))
     log.info("wrote report %s", out)
     return out

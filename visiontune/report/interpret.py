@@ -270,5 +270,5 @@ def plot_confusion_matrix(cm, classes: Sequence, max_classes: int = MAX_MATRIX_C
                         color="white" if sub[i, j] > thresh else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
-    ax.set_title(title + subtitle, fontsize=10)
+    ax.set_title(plain_text(title + subtitle), fontsize=10)
     return fig

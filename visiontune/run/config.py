@@ -19,6 +19,33 @@ from ..imaging.views import MAX_TTA_VIEWS, VIEW_NAMES
 
 DEFAULT_UNFROZEN_BUDGET = 30.0
 
+# The bounds of every numeric option (the CLI's argparse types and ``validate`` use these): a value past
+# them is a typo or an attack, refused before any work starts (issue 17, item 10).
+LIMITS = {
+    "budget": (0.0, 7 * 24 * 3600.0),          # seconds, > 0 and at most a week
+    "unfrozen_budget": (0.0, 7 * 24 * 3600.0),
+    "lr": (0.0, 10.0),                          # > 0; a head learning rate above 10 is a typo
+    "lr_ratio": (1.0, 1000.0),
+    "max_zoom": (1.0, 10.0),
+    "val_pct": (0.0, 1.0),                      # strictly between
+    "ps": (0.0, 1.0),                           # [0, 1)
+    "seed": (0, 2**32 - 1),
+    "size": (16, 1_000_000),                    # the memory check refuses what the machine cannot hold
+    "bs": (1, 65_536),
+    "precompute_aug": (0, 64),
+    "head_epochs": (0, 10_000),
+    "aug_epochs": (0, 10_000),
+    "max_cycles": (0, 20),                      # 2**20 - 1 epochs at most
+    "patience": (0, 10_000),
+    "tta": (0, MAX_TTA_VIEWS),
+    "num_workers": (0, 1024),
+}
+
+
+def show_number(v) -> str:
+    """``v`` short: ints in full, floats as ``%g``."""
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
 
 @dataclass
 class TrainConfig:
@@ -103,6 +130,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a folder inside the data folder, got {value!r}")
         if self.console not in ("normal", "verbose"):
             raise ValueError(f"console must be 'normal' or 'verbose', got {self.console!r}")
+        for name, (lo, hi) in LIMITS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(lo, int) and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")  # noqa: TRY004 - a user error
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be between {show_number(lo)} and {show_number(hi)}, got {show_number(value)}")
         if self.head_epochs == 0 and self.aug_epochs == 0:
             raise ValueError("head_epochs and aug_epochs are both 0 (--head-epochs, --aug-epochs): the new head "
                              "would never be trained; give one of them at least 1 epoch")

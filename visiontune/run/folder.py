@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -46,6 +47,10 @@ RUN_FILES = ("config.json", "classes.json", "preprocessing.json", "metrics.csv",
              "aug_previews.png", "model.onnx", "model.json", "report.html")
 # what --overwrite removes of an earlier run: its files by name (and weights_after_<step>.safetensors)
 EARLIER_RUN_FILES = (*RUN_FILES, "progress.json", "model.pt", "report.png", "checkpoint.pt.damaged")
+# the atomic writer's temporary files (utils.atomic: mkstemp(prefix=".NAME.", suffix=".tmp")) of a run's files
+_TEMP_NAME = re.compile(r"\.(.+)\.[A-Za-z0-9_]{6,16}\.tmp")
+_TEMP_OWNERS = frozenset((*EARLIER_RUN_FILES, "labels.csv", OWNER_NAME))
+_WEIGHTS_AFTER = re.compile(r"weights_after_[A-Za-z0-9_]+\.safetensors")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -218,6 +223,7 @@ class RunFolder:
             raise RunFolderBusy(f"run folder {self.path} is in use by another visiontune run ({_owner_line(self.path)}); "
                                 "wait for it to end, or give another --out") from None
         self._lock = lock
+        self.remove_stale_temporaries()
         argv = " ".join(sys.argv[:1] + sys.argv[1:])[:500]
         atomic_write_json(self.path / OWNER_NAME, {
             "pid": os.getpid(), "host": socket.gethostname(),
@@ -228,6 +234,7 @@ class RunFolder:
         """Remove the owner record and the lock file, and release the lock."""
         if self._lock is None:
             return
+        self.remove_stale_temporaries()
         for name in (OWNER_NAME, LOCK_NAME):  # removed while still held: no one else can own them meanwhile
             try:
                 (self.path / name).unlink()
@@ -235,6 +242,30 @@ class RunFolder:
                 pass
         self._lock.release()
         self._lock = None
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Remove the atomic writer's temporary files of this run's own files (``.checkpoint.pt.k3j_a9x2.tmp``),
+        left by a run killed (``kill -9``, power loss) in the middle of a write. Called with the lock held, when
+        the run starts or resumes and when it ends: no writer of this folder is alive then. Only names of that
+        exact pattern for a file a run writes are removed; returns them."""
+        removed = []
+        if not _is_main():
+            return removed
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:
+            return removed
+        for e in entries:
+            m = _TEMP_NAME.fullmatch(e.name)
+            if not m or not (m.group(1) in _TEMP_OWNERS or _WEIGHTS_AFTER.fullmatch(m.group(1))):
+                continue
+            try:
+                if e.is_file(follow_symlinks=False):
+                    os.unlink(e.path)
+                    removed.append(e.name)
+            except OSError:
+                pass
+        return removed
 
     def abandon(self) -> None:
         """A run that failed before training: remove what it wrote, then the folders it created (if empty)."""

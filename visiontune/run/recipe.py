@@ -76,6 +76,7 @@ from ..train.task import data_kind
 from ..train.weights import weights_bytes
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
+from ..utils.text import printable, spreadsheet_safe
 from ..utils.seed import seed_everything
 from .config import DEFAULT_UNFROZEN_BUDGET, TrainConfig  # noqa: F401 (TrainConfig: API)
 from .folder import RUN_FILES, RunFolder, confine_to
@@ -139,7 +140,8 @@ class RunResult:
 def _log(cfg_or_verbose, msg: str) -> None:
     verbose = cfg_or_verbose if isinstance(cfg_or_verbose, bool) else cfg_or_verbose.verbose
     if verbose and distributed.is_main_process():  # under torchrun only rank 0 prints
-        print(msg, flush=True)
+        # a file or class name in msg cannot send ESC sequences to the terminal (its own lines are kept)
+        print("\n".join(printable(line) for line in str(msg).split("\n")), flush=True)
 
 
 # Under torchrun every rank runs the recipe, but the run folder has one writer and one reader: rank 0.
@@ -371,9 +373,10 @@ def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
     keys = list(rows[0].keys())
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    w.writerow({k: spreadsheet_safe(k) for k in keys})
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+        w.writerow({k: ("" if r.get(k) is None else spreadsheet_safe(r.get(k)) if isinstance(r.get(k), str)
+                        else r.get(k)) for k in keys})
     folder.write_text("metrics.csv", buf.getvalue())
     folder.write_json("metrics.json", rows)
 
@@ -973,14 +976,28 @@ def _write_report(folder: RunFolder, st: Progress, lap) -> Path:
     return folder.file("report.html")
 
 
+class _SafeWriter:
+    """A ``csv.writer`` whose text cells are spreadsheet-safe (numbers as formatted strings stay as they are)."""
+
+    def __init__(self, writer):
+        self._w = writer
+
+    def writerow(self, row):
+        self._w.writerow([spreadsheet_safe(c) if isinstance(c, str) else c for c in row])
+
+
 def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None) -> None:
-    """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred."""
+    """fname, target, pred, p_<class>... (the single view, what the exported model reproduces) + tta_pred.
+
+    Every text cell goes through :func:`~visiontune.utils.text.spreadsheet_safe` (a file or class named
+    ``=cmd...`` gets a leading ``'``); the report reads it back with ``from_spreadsheet_safe``.
+    """
     if not distributed.is_main_process():  # rank 0 alone writes the run folder
         return
     names = output_names(data)
     fnames = list(getattr(data.val_ds, "fnames", [str(i) for i in range(len(y))]))
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = _SafeWriter(csv.writer(buf, lineterminator="\n"))
     if kind == "single":
         probs = np.exp(np.asarray(preds, np.float64))
         header = ["fname", "target", "pred"] + [f"p_{c}" for c in names] + (["tta_pred", "tta_p_max"] if tta is not None else [])
@@ -1021,7 +1038,6 @@ def load_run_model(run_dir, weights: str = "best.safetensors"):
     """
     from collections import OrderedDict
 
-    from safetensors.torch import load_file
     from torch import nn
 
     from ..models import ConcatPool, create_body, create_head, get_arch
@@ -1041,11 +1057,8 @@ def load_run_model(run_dir, weights: str = "best.safetensors"):
     body = create_body(get_arch(cfg["arch"]), weights=None, pretrained=False)
     head = create_head(2 * body.num_features, len(classes), ps=cfg.get("ps"), xtra_fc=None, kind=kind)
     model = nn.Sequential(OrderedDict(body=body, pool=ConcatPool(), head=head))
-    try:
-        model.load_state_dict(load_file(str(run_dir / weights), device="cpu"))
-    except Exception as e:  # safetensors' own error type, or a state dict of another shape
-        raise ValueError(f"cannot load {run_dir / weights} into the run's model ({type(e).__name__}: "
-                         f"{first_line(e)}); damaged, or from another run? Train the run again") from None
+    # damaged, non-finite (NaN / Inf) or mismatching weights: one line naming the file (and the tensor)
+    train_weights.load_state_checked(model, train_weights.read_weights(run_dir / weights, "cpu"), run_dir / weights)
     return model.eval(), pre, classes, kind
 
 

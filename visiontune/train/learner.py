@@ -66,6 +66,16 @@ from .task import data_kind, default_metrics, loss_for, start_at_target_mean
 from .weights import load_weights, save_weights, writable_models_path
 
 
+def _check_rates(values, name: str) -> None:
+    """``lrs`` / ``wds`` are finite and >= 0 (``fit(lr=inf)`` is refused before any step, not after it)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or one number per layer group, got {values!r}") from None
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite numbers >= 0, got {values!r}")
+
+
 def set_seed(seed: int) -> None:
     """The lesson's seeding: :func:`visiontune.utils.seed.seed_everything`."""
     seed_everything(seed)
@@ -267,6 +277,9 @@ class ConvLearner:
         """
         if n_cycle < 1:
             raise ValueError("n_cycle must be at least 1")
+        _check_rates(lrs, "lrs")
+        if wds is not None:
+            _check_rates(wds, "wds")
         if seed is not None:
             set_seed(seed)
         self._sync_ranks()
@@ -459,6 +472,7 @@ class ConvLearner:
 
     # ---------------------------------------------------------------- save / load / data
     def _weights_path(self, name: str) -> Path:
+        """``{models_path}/{name}.safetensors`` for any name: dots in it (``224_all.v2``) are part of the name."""
         return self.models_path / f"{name}.safetensors"
 
     def save(self, name: str) -> Path:
@@ -471,10 +485,13 @@ class ConvLearner:
         return path
 
     def load(self, name_or_path) -> None:
-        """Read weights written by :meth:`save` (a name under ``models_path``, or a file path)."""
+        """Read weights written by :meth:`save`: a name as given to ``save`` (``learn.load("224_all.v2")`` reads
+        ``{models_path}/224_all.v2.safetensors``), or else the path of a weights file. A file that does not
+        fit the model, or holds NaN / Inf values, is refused with one line naming it."""
+        named = self._weights_path(str(name_or_path))
         path = Path(name_or_path)
-        if not path.suffix:
-            path = self._weights_path(str(name_or_path))
+        if named.is_file() or not path.is_file():
+            path = named
         load_weights(self.model, path, self.device)
         self._acts.clear()
 

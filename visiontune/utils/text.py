@@ -5,7 +5,9 @@
   a line. Printable Unicode is kept as it is.
 - :func:`spreadsheet_safe`: a cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``,
   or a tab / carriage return first) gets a leading ``'``, as OWASP's CSV-injection advice and
-  spreadsheet-safe writers do. Plain numbers (``-0.5``, ``+3``) are left alone.
+  spreadsheet-safe writers do. Plain numbers (``-0.5``, ``+3``) are left alone. A cell that already
+  starts with ``'`` before such a character gets one more, so :func:`from_spreadsheet_safe` (used by the
+  readers of our own CSVs) gives back exactly the text that was written.
 - :func:`nfc`: Unicode NFC, so ``"é"`` typed as one code point or as ``e`` + a combining accent is one
   class name, not two that look identical.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["FORMULA_PREFIXES", "nfc", "printable", "spreadsheet_safe"]
+__all__ = ["FORMULA_PREFIXES", "from_spreadsheet_safe", "nfc", "printable", "spreadsheet_safe"]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -44,12 +46,20 @@ def printable(text) -> str:
     return "".join(out)
 
 
+def _formula_like(text: str) -> bool:
+    bare = text.lstrip("'")
+    return bare.startswith(FORMULA_PREFIXES) and not _NUMBER.fullmatch(bare)
+
+
 def spreadsheet_safe(cell) -> str:
     """``cell`` as text that a spreadsheet shows rather than evaluates (a leading ``'`` where needed)."""
     text = str(cell)
-    if text.startswith(FORMULA_PREFIXES) and not _NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+    return "'" + text if _formula_like(text) else text
+
+
+def from_spreadsheet_safe(cell: str) -> str:
+    """The text :func:`spreadsheet_safe` was given: ``from_spreadsheet_safe(spreadsheet_safe(t)) == t``."""
+    return cell[1:] if cell.startswith("'") and _formula_like(cell) else cell
 
 
 def nfc(text: str) -> str:
