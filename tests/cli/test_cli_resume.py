@@ -17,7 +17,7 @@ from visiontune.run.recipe import TrainConfig, TrainingInterrupted, train_run
 
 def _config(data, out, cache):
     return TrainConfig(data=str(data), out=str(out), size=32, bs=8, num_workers=0, precompute_aug=1, tta=1,
-                       unfrozen_budget=1e6, max_cycles=2, patience=5, cache_dir=str(cache), verbose=False)
+                       unfrozen_budget=6e5, max_cycles=2, patience=5, cache_dir=str(cache), verbose=False)
 
 
 def _numbers(run):
