@@ -372,11 +372,10 @@ def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
         return
     keys = list(rows[0].keys())
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-    w.writerow({k: spreadsheet_safe(k) for k in keys})
+    w = _SafeWriter(csv.writer(buf, lineterminator="\n"))
+    w.writerow(keys)
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else spreadsheet_safe(r.get(k)) if isinstance(r.get(k), str)
-                        else r.get(k)) for k in keys})
+        w.writerow(["" if r.get(k) is None else r.get(k) for k in keys])
     folder.write_text("metrics.csv", buf.getvalue())
     folder.write_json("metrics.json", rows)
 
@@ -783,8 +782,14 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
     # --budget): then the notes' step 4, the frozen body on augmented images (slow on a CPU).
     body_on_augmented = k == 0 and cfg.precompute_aug == 0 and cfg.budget is None and not cfg.fast
     if k == 0 and not body_on_augmented:
-        why = ("--fast" if cfg.fast else "--budget" if cfg.budget is not None and cfg.resolved_precompute_aug(per_class)
-               else "precompute_aug=0" if cfg.precompute_aug == 0 else f"{per_class:.0f} images a class")
+        if cfg.fast:
+            why = "--fast"
+        elif cfg.precompute_aug == 0:
+            why = "precompute_aug=0"
+        elif cfg.resolved_precompute_aug(per_class) == 0:
+            why = f"{per_class:.0f} images a class"
+        else:  # views were wanted, but the budget had no time for them
+            why = "--budget"
         header(4, f"train the head, cycle_len=1 ({cfg.aug_epochs} epochs; {why}: clean activations, no augmented pass)")
     else:
         header(4, f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)")
