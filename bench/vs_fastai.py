@@ -350,6 +350,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated contenders: fastai,default,fast,budget")
     ap.add_argument("--vt-args", default="", help="extra arguments for every visiontune run (quoted string)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--section", default=SECTION, help=f"section of --out to write (default {SECTION}; e.g. "
+                    "vs_fastai_cifar10 for a second data set)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per contender")
     ap.add_argument("--out", type=Path, default=None, help=C.OUT_HELP)
     ap.add_argument("--json", type=Path, default=None, help="raw results (default bench/results/vs_fastai[_tiny].json)")
@@ -378,8 +380,8 @@ def main(argv=None) -> int:
         args.tiny = payload.get("tiny", args.tiny)
         args.data_label = getattr(args, "data_label", None) or str(args.data)
         args.out = C.resolve_out(args.out, args.tiny)
-        C.update_section(args.out, SECTION, render(payload["results"], payload["facts"], args, payload["command"]))
-        print(f"wrote {args.out} ({SECTION}) from {args.from_json}")
+        C.update_section(args.out, args.section, render(payload["results"], payload["facts"], args, payload["command"]))
+        print(f"wrote {args.out} ({args.section}) from {args.from_json}")
         return 0
 
     cmdline = C.command_line()
@@ -430,8 +432,8 @@ def main(argv=None) -> int:
         json_path = args.json or (C.REPO / "bench" / "results" / f"vs_fastai{'_tiny' if args.tiny else ''}.json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
         C.write_json(json_path, payload)
-        C.update_section(args.out, SECTION, render(results, facts, args, cmdline))
-        print(f"wrote {args.out} ({SECTION}) and {json_path}")
+        C.update_section(args.out, args.section, render(results, facts, args, cmdline))
+        print(f"wrote {args.out} ({args.section}) and {json_path}")
         return 0 if all(r.get("rc", 0) == 0 for r in results) else 1
     finally:
         if not keep:

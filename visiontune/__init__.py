@@ -27,11 +27,11 @@ from .utils.lazy import lazy_exports as _lazy_exports  # noqa: E402 (after the e
 # on an exported model start without importing torch.
 _EXPORTS = {
     ".data": ("ImageClassifierData", "get_cv_idxs"),
-    ".models": ("convnext_tiny", "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
-                "mobilenetv3_large", "resnet18", "resnet34", "resnet50", "resnet101", "resnext50"),
     ".report.interpret": ("ClassificationInterpretation", "plot_confusion_matrix"),
     ".report.plots": ("plots",),
-    ".train.learner": ("ConvLearner",),
+    # the lesson's front door: ConvLearner (Learner + interpret) and the archs, callable as fastai 0.7's
+    ".lesson": ("ConvLearner", "convnext_tiny", "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1",
+                "efficientnet_lite2", "mobilenetv3_large", "resnet18", "resnet34", "resnet50", "resnet101", "resnext50"),
     ".train.metrics": ("accuracy", "accuracy_multi", "accuracy_thresh", "f2", "fbeta", "fbeta_thresh"),
     ".train.optim": ("Adam", "AdamW", "SGD_Momentum"),
     ".transforms": ("CropType", "tfms_from_model", "transforms_basic", "transforms_side_on", "transforms_top_down"),

@@ -8,7 +8,7 @@ command            Python
 ``train``          ``visiontune.run.recipe.train_run(TrainConfig(...))``
 ``predict``        ``visiontune.infer.predict.predict_paths(model, paths)``
 ``submit``         ``visiontune.infer.submit.make_submission(model, test_dir, out)``
-``export``         ``visiontune.run.recipe.export_run(run_dir, fmt)``
+``export``         ``visiontune.run.exported.export_run(run_dir, fmt)``
 ``report``         ``visiontune.report.write_report(run_dir)``
 ``inspect``        ``visiontune.data.inspect_dataset(path)``
 ``demo``           ``visiontune.demo.run_demo()``
@@ -422,7 +422,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .run.recipe import export_run
+    from .run.exported import export_run
 
     path = export_run(args.run, fmt=args.format, out_dir=args.out)
     _say(args, f"exported {path} (+ {path.with_suffix('.json').name})")

@@ -11,7 +11,7 @@ import pytest
 from vt_cli_helpers import ROOT, run_cli
 
 from visiontune.demo import make_shapes_dataset
-from visiontune.run import recipe
+from visiontune.run import records
 from visiontune.run.recipe import TrainConfig, TrainingInterrupted, train_run
 
 
@@ -40,7 +40,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, mo
 
     # Ctrl-C in the middle of step 4, then (after resuming) in the middle of step 8's SGDR.
     targets = {("head_aug", 1), ("unfrozen", 1)}
-    original = recipe.MetricsLog.on_epoch_end
+    original = records.MetricsLog.on_epoch_end
 
     def interrupting(self, learner, epoch, logs):
         if (self.phase, epoch) in targets:
@@ -48,7 +48,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, mo
             raise KeyboardInterrupt
         return original(self, learner, epoch, logs)
 
-    monkeypatch.setattr(recipe.MetricsLog, "on_epoch_end", interrupting)
+    monkeypatch.setattr(records.MetricsLog, "on_epoch_end", interrupting)
     run = tmp_path / "resumed"
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train_run(_config(data, run, cache))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from vt_dist_helpers import N_VAL, launch_env, make_dataset
 
-from visiontune.run import recipe
+from visiontune.run import records
 from visiontune.run.recipe import RUN_FILES, STEPS, TrainConfig, TrainingInterrupted, train_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def test_run_interrupted_in_one_process_resumes_under_two(runs, tmp_path):
     cfg = TrainConfig(data=str(runs["data"]), out=str(run), size=64, bs=8, num_workers=0, precompute_aug=1, tta=1,
                       lr=0.01, unfrozen_budget=600, max_cycles=1, seed=3, cache_dir=str(tmp_path / "cache"),
                       verbose=False)
-    original = recipe.MetricsLog.on_epoch_end
+    original = records.MetricsLog.on_epoch_end
 
     def interrupting(self, learner, epoch, logs):  # Ctrl-C in the middle of step 4 (one epoch checkpointed)
         if (self.phase, epoch) == ("head_aug", 1):
@@ -129,7 +129,7 @@ def test_run_interrupted_in_one_process_resumes_under_two(runs, tmp_path):
         return original(self, learner, epoch, logs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recipe.MetricsLog, "on_epoch_end", interrupting)
+        mp.setattr(records.MetricsLog, "on_epoch_end", interrupting)
         with pytest.raises(TrainingInterrupted):
             train_run(cfg)
     p = _progress(run)

@@ -10,7 +10,9 @@ from vt_zoo import solid
 
 from visiontune.cli import main
 from visiontune.demo import DEMO_MARKER, _is_demo_run, run_demo
-from visiontune.run.recipe import TrainConfig, build_data, load_run_model, train_run
+from visiontune.run.exported import load_run_model
+from visiontune.run.prepare import build_data
+from visiontune.run.recipe import TrainConfig, train_run
 from visiontune.utils.atomic import atomic_write_text
 
 
@@ -174,23 +176,23 @@ def test_predict_prints_non_utf8_file_names_by_their_bytes(tmp_path):
 def test_a_damaged_checkpoint_is_set_aside_and_its_step_redone(tmp_path, monkeypatch, capsys):
     """Resuming must not be impossible because checkpoint.pt was cut short (a full disk, a copy)."""
     from visiontune.demo import make_shapes_dataset
-    from visiontune.run import recipe
+    from visiontune.run import records
     from visiontune.run.recipe import TrainingInterrupted
 
     data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_valid=2, size=48)
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=32, bs=8, num_workers=0, precompute_aug=0,
                       tta=0, unfrozen_budget=0.001, cache_dir=str(tmp_path / "cache"), verbose=False)
-    original = recipe.MetricsLog.on_epoch_end
+    original = records.MetricsLog.on_epoch_end
 
     def interrupting(self, learner, epoch, logs):
         if (self.phase, epoch) == ("head_aug", 1):
             raise KeyboardInterrupt
         return original(self, learner, epoch, logs)
 
-    monkeypatch.setattr(recipe.MetricsLog, "on_epoch_end", interrupting)
+    monkeypatch.setattr(records.MetricsLog, "on_epoch_end", interrupting)
     with pytest.raises(TrainingInterrupted):
         train_run(cfg)
-    monkeypatch.setattr(recipe.MetricsLog, "on_epoch_end", original)
+    monkeypatch.setattr(records.MetricsLog, "on_epoch_end", original)
     run = tmp_path / "run"
     good = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(good[: len(good) // 3])

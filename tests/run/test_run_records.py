@@ -16,7 +16,7 @@ import torch
 
 from visiontune.cli import main
 from visiontune.demo import make_shapes_dataset
-from visiontune.run import recipe
+from visiontune.run import records
 from visiontune.run.recipe import TrainConfig, TrainingInterrupted, train_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def shapes(tmp_path_factory):
 def interrupted(shapes, tmp_path_factory):
     """A run interrupted (Ctrl-C) after epoch 0 of step 4: checkpoint.pt holds that epoch."""
     base = tmp_path_factory.mktemp("interrupted")
-    original = recipe.MetricsLog.on_epoch_end
+    original = records.MetricsLog.on_epoch_end
 
     def interrupting(self, learner, epoch, logs):
         if (self.phase, epoch) == ("head_aug", 1):
@@ -45,7 +45,7 @@ def interrupted(shapes, tmp_path_factory):
         return original(self, learner, epoch, logs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recipe.MetricsLog, "on_epoch_end", interrupting)
+        mp.setattr(records.MetricsLog, "on_epoch_end", interrupting)
         with pytest.raises(TrainingInterrupted):
             train_run(_cfg(shapes, base / "run", base / "cache", fast=False, unfrozen_budget=0.001))
     return base / "run"

@@ -9,7 +9,8 @@ from sklearn.metrics import confusion_matrix, fbeta_score
 
 from visiontune import accuracy, f2, fbeta
 from visiontune.report.interpret import ClassificationInterpretation
-from visiontune.train.learner import LR_FIND_MIN_ITERS, FitLogs
+from visiontune.train.fit_log import FitLogs
+from visiontune.train.learner import LR_FIND_MIN_ITERS
 
 
 def test_predict_one_image_equals_the_batch_prediction(make_learner, tiny_path):

@@ -59,7 +59,7 @@ def test_non_finite_weights_are_refused_on_load(make_learner, tmp_path, value):
 
 
 def test_export_refuses_non_finite_run_weights(make_learner, tmp_path):
-    from visiontune.run.recipe import load_run_model
+    from visiontune.run.exported import load_run_model
 
     learn = make_learner(precompute=True, models_path=tmp_path)
     state = _state(learn)

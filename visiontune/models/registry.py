@@ -65,11 +65,6 @@ class Arch:
     def __repr__(self) -> str:
         return f"Arch({self.name!r})"
 
-    def __call__(self, pretrained: bool = True, weights: str | None = None):
-        """Build the full backbone (body only), like fastai 0.7's ``arch(pretrained)``."""
-        from .backbone import create_body
-
-        return create_body(self, weights=weights, pretrained=pretrained)
 
 
 _REGISTRY: dict[str, Arch] = {}

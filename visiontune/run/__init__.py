@@ -8,5 +8,6 @@ from ..utils.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".progress": ("Progress", "Skipped"),
     ".folder": ("RunFolder", "RunFolderBusy", "RunFolderError"),
-    ".recipe": ("RunResult", "TrainConfig", "export_run", "load_run_model", "train_run"),
+    ".recipe": ("RunResult", "TrainConfig", "train_run"),
+    ".exported": ("export_run", "load_run_model"),
 })

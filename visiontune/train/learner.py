@@ -1,4 +1,7 @@
-"""``ConvLearner``: the lesson's learner, built from a pretrained body and a new head.
+"""``Learner``: a pretrained body and a new head, and the lesson's training calls on them.
+
+The lesson's ``ConvLearner`` (:mod:`visiontune.lesson`, exported as ``visiontune.ConvLearner``) is this
+class plus ``interpret()``, which needs the report layer above ``train``:
 
 >>> from visiontune import ConvLearner, ImageClassifierData, tfms_from_model, efficientnet_lite0  # doctest: +SKIP
 >>> data = ImageClassifierData.from_paths(PATH, tfms=tfms_from_model(efficientnet_lite0, 224))  # doctest: +SKIP
@@ -10,9 +13,9 @@ the BatchNorm policy is :mod:`visiontune.train.freezing`'s. With ``precompute=Tr
 head on cached body activations (:mod:`visiontune.train.activations`); ``learn.precompute = False``
 trains on augmented images, with the same head.
 
-The learner is the lesson's front door; the work is done in ``train/``'s modules: ``freezing``,
+The learner is a facade; the work is done in ``train/``'s modules: ``freezing``,
 ``activations``, ``loaders``, ``epoch`` (fit's and lr_find's epochs), ``lr_find``, ``evaluation``,
-``task``, ``fit_log``, ``weights``, and ``checkpoint`` through :meth:`ConvLearner.state_dict`.
+``task``, ``fit_log``, ``weights``, and ``checkpoint`` through :meth:`Learner.state_dict`.
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) the learner joins the process group itself and trains
 data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distributed` and
@@ -21,11 +24,9 @@ data-parallel; ``data.bs`` is the global batch. See :mod:`visiontune.train.distr
 from __future__ import annotations
 
 import copy
-import math
-import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -49,31 +50,19 @@ from .evaluation import (
     open_item,
     read_outputs,
 )
-from .fit_log import FitLogs, epoch_progress, print_epoch
+from .fit import fit
 from .loaders import (
     TrainImages,
     fed,
     ordered_loader,  # noqa: F401  (kept importable from here)
     view_loader,
 )
-from .loop import TrainingDiverged, evaluate, predict_outputs
+from .loop import evaluate, predict_outputs
 from .lr_find import LR_FIND_MIN_ITERS, LR_FIND_WARMUP  # noqa: F401  (kept importable from here)
-from .metrics import metric_name
 from .optim import SGD_Momentum
 from .recorder import Recorder
-from .schedules import fit_multipliers, sgdr_epochs
 from .task import data_kind, default_metrics, loss_for, start_at_target_mean
 from .weights import load_weights, save_weights, writable_models_path
-
-
-def _check_rates(values, name: str) -> None:
-    """``lrs`` / ``wds`` are finite and >= 0 (``fit(lr=inf)`` is refused before any step, not after it)."""
-    try:
-        arr = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or one number per layer group, got {values!r}") from None
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must be finite numbers >= 0, got {values!r}")
 
 
 def set_seed(seed: int) -> None:
@@ -85,8 +74,10 @@ def _default_device() -> torch.device:
     return distributed.default_device()  # cuda:LOCAL_RANK under torchrun
 
 
-class ConvLearner:
-    """A pretrained body + a new head, trained with the lesson's recipe. Build it with :meth:`pretrained`."""
+class Learner:
+    """A pretrained body + a new head, trained with the lesson's recipe. Build it with :meth:`pretrained`.
+
+    The lesson's ``ConvLearner`` (:mod:`visiontune.lesson`) is this class plus ``interpret()``."""
 
     def __init__(self, data, body: Body, head: nn.Module, *, precompute: bool = False, opt_fn=None,
                  metrics=None, engine: str = "auto", precompute_aug: int = 0, cache_dir=None,
@@ -134,7 +125,7 @@ class ConvLearner:
     # ---------------------------------------------------------------- construction
     @classmethod
     def pretrained(cls, arch, data, ps=None, xtra_fc=None, xtra_cut: int = 0, precompute: bool = False,
-                   opt_fn=None, metrics=None, weights=None, pretrained: bool = True, **kwargs) -> "ConvLearner":
+                   opt_fn=None, metrics=None, weights=None, pretrained: bool = True, **kwargs) -> Learner:
         """The lesson's ``ConvLearner.pretrained(arch, data, ps=..., precompute=...)``.
 
         The head is BatchNorm -> Dropout(``ps``, 0.25 by default) -> Linear: the lesson's "last layer",
@@ -275,78 +266,8 @@ class ConvLearner:
         back with :func:`visiontune.train.checkpoint.load_checkpoint`; the fit continues after the
         last completed epoch and ends as the uninterrupted run would.
         """
-        if n_cycle < 1:
-            raise ValueError("n_cycle must be at least 1")
-        _check_rates(lrs, "lrs")
-        if wds is not None:
-            _check_rates(wds, "wds")
-        if seed is not None:
-            set_seed(seed)
-        self._sync_ranks()
-        n_epochs = sgdr_epochs(n_cycle, cycle_len, cycle_mult)
-        ipe = self._epochs.iters_per_epoch()
-        mults = fit_multipliers(n_cycle, cycle_len, cycle_mult, ipe)
-        optimizer, base = self._optimizer(lrs, wds)
-        self.sched = Recorder(kind="fit")
-        callbacks = [*self.callbacks, *callbacks]
-        for cb in callbacks:
-            cb.on_train_begin(self)
-        logs_all, it, stop, first_epoch = [], 0, False, 0
-        epoch_base = int(torch.randint(0, 2**31 - 1, (1,)).item())
-        if resume is not None:
-            from .checkpoint import restore_fit_state
-
-            first_epoch, it, epoch_base, logs_all = restore_fit_state(self, optimizer, callbacks, resume)
-        # the weights to fall back to if training diverges: on precomputed activations only the head changes
-        watched = self.head if self.precompute else self.model
-        good_state = copy.deepcopy(watched.state_dict())
-        try:
-            for epoch in range(first_epoch, n_epochs):
-                t0 = time.perf_counter()
-                progress = epoch_progress(ipe, f"epoch {epoch}") if self.verbose else None
-
-                def on_batch(i, loss, lr):
-                    self.sched.record(lr, loss)
-                    return any(cb.on_batch_end(self, i, loss, lr) for cb in callbacks)
-
-                trn_loss, it, stopped = self._run_epoch(optimizer, base, mults, it, epoch_base + epoch, on_batch, progress)
-                if progress is not None:
-                    progress.close()
-                # rank 0's BatchNorm statistics (DDP keeps the parameters equal); the replicated head entirely
-                distributed.broadcast_module_state(self.head if self.precompute else self.model, params=self.precompute)
-                self.sched.epoch_ends.append(it)
-                vals = self.validate()
-                logs = {"epoch": epoch, "trn_loss": trn_loss, "val_loss": vals[0],
-                        **{metric_name(m): v for m, v in zip(self.metrics, vals[1:])},
-                        "lr": base[-1], "seconds": time.perf_counter() - t0}
-                if not all(math.isfinite(v) for v in vals):
-                    raise TrainingDiverged(f"the validation loss became {vals[0]} after epoch {epoch}; "
-                                           "lower the learning rate (try learn.lr_find()) and train again")
-                good_state = copy.deepcopy(watched.state_dict())
-                logs_all.append(logs)
-                self.history.append(logs)
-                if self.verbose:
-                    print_epoch(epoch, trn_loss, vals, logs["seconds"], [metric_name(m) for m in self.metrics],
-                                header=epoch == first_epoch)
-                if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]) or stopped:
-                    stop = True
-                # rank 0's decision for all: a clock-based callback (TimeBudget) may answer differently per rank
-                stop = distributed.broadcast_object(stop)
-                if checkpoint is not None and distributed.is_main_process():
-                    from .checkpoint import save_checkpoint
-
-                    save_checkpoint(checkpoint, self, optimizer, callbacks, epoch=epoch, iteration=it,
-                                    epoch_base=epoch_base, logs=logs_all, finished=stop or epoch == n_epochs - 1)
-                if stop:
-                    break
-        except TrainingDiverged:
-            watched.load_state_dict(good_state)
-            raise
-        finally:
-            self._engines.clear()
-        for cb in callbacks:
-            cb.on_train_end(self)
-        return FitLogs(logs_all)
+        return fit(self, lrs, n_cycle, cycle_len=cycle_len, cycle_mult=cycle_mult, wds=wds, callbacks=callbacks,
+                   seed=seed, checkpoint=checkpoint, resume=resume)
 
     # ---------------------------------------------------------------- evaluation / prediction
     def _can_use_cached_body(self) -> bool:
@@ -402,17 +323,6 @@ class ConvLearner:
 
     def predict_with_targs(self, is_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
         return self._outputs("test" if is_test else "valid")
-
-    def interpret(self, tta: bool = False, n_aug: int = 4):
-        """Looking at the validation results: a
-        :class:`~visiontune.report.interpret.ClassificationInterpretation` (confusion matrix, most
-        confused, top losses, most correct / incorrect / uncertain, per-class precision / recall / F1).
-
-        ``tta=True`` interprets the TTA predictions (``n_aug`` augmented views + the clean one).
-        """
-        from ..report.interpret import ClassificationInterpretation
-
-        return ClassificationInterpretation.from_learner(self, tta=tta, n_aug=n_aug)
 
     def TTA(self, n_aug: int = 4, is_test: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Test-time augmentation: the clean view plus ``n_aug`` (0 to 4) augmented views, averaged.
@@ -522,5 +432,5 @@ class ConvLearner:
             self.save_fc1()
 
     def __repr__(self) -> str:
-        return (f"ConvLearner(arch={self.arch.name}, classes={self.data.c}, kind={self.kind}, "
+        return (f"{type(self).__name__}(arch={self.arch.name}, classes={self.data.c}, kind={self.kind}, "
                 f"precompute={self.precompute}, frozen_groups={self._n_frozen})")
