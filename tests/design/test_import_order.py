@@ -114,13 +114,24 @@ KNOWN_CYCLES = {
 }
 
 
+def _rotation(cycle) -> tuple[str, ...]:
+    """One spelling of a loop, whichever of its modules the search entered it by: it starts at its
+    alphabetically first module (``a -> b -> a`` and ``b -> a -> b`` are the same loop)."""
+    body = list(cycle[:-1])
+    start = body.index(min(body))
+    body = body[start:] + body[:start]
+    return tuple(body + body[:1])
+
+
 def test_no_import_cycles():
-    assert [c for c in import_cycles() if tuple(c) not in KNOWN_CYCLES] == []
+    known = {_rotation(c) for c in KNOWN_CYCLES}
+    assert [c for c in import_cycles() if _rotation(c) not in known] == []
 
 
 def test_the_checker_sees_relative_and_lazy_upward_imports():
     # registry.py imports create_body from .backbone inside Arch.__call__: a lazy relative import
     assert "visiontune.models.backbone" in [t for _, t in _imports(PACKAGE / "models" / "registry.py")]
-    assert ["visiontune.models.registry", "visiontune.models.backbone", "visiontune.models.registry"] in import_cycles()
+    assert _rotation(["visiontune.models.registry", "visiontune.models.backbone", "visiontune.models.registry"]) in [
+        _rotation(c) for c in import_cycles()]
     assert _layer("visiontune.train.learner") > _layer("visiontune.models.registry")
     assert _layer("visiontune.cli") == TOP and _layer("numpy") is None

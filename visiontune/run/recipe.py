@@ -67,7 +67,7 @@ import numpy as np
 import torch
 
 from ..data import ImageClassifierData, get_cv_idxs
-from ..data.sources import read_label_csv
+from ..data.csv_labels import read_label_csv
 from ..imaging.views import tta_views
 from ..train import distributed
 from ..train import weights as train_weights
@@ -241,7 +241,8 @@ def preprocessing_dict(data, kind: str) -> dict:
 def write_data_summary(data, folder: RunFolder, max_sizes: int = 2000) -> None:
     if not distributed.is_main_process():  # rank 0 alone writes the run folder
         return
-    from ..imaging.decode import ImageLoadError, image_header
+    from ..imaging.limits import ImageLoadError
+    from ..imaging.probe import image_header
 
     ds = data.trn_ds
     counts: dict[str, float] = {}
@@ -568,7 +569,7 @@ def _mark_status(folder: RunFolder, status: str, elapsed: float) -> None:
 
 def _recorded_config(cfg: TrainConfig, data, kind: str, run_dir: Path) -> dict:
     """config.json: the settings as used (the validation folder found, the console mode), not as given."""
-    from ..data.sources import _resolve_val_name
+    from ..data.paths import _resolve_val_name
 
     d = cfg.to_dict()
     d.pop("verbose")
