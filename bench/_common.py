@@ -354,7 +354,7 @@ def make_tiny_dataset(src, dst, per_class: int = 8, splits=("train", "val")) -> 
     """Copy the first ``per_class`` images of each class of each split of ``src`` into ``dst``."""
     import shutil
 
-    from visiontune.imaging.decode import IMAGE_EXTENSIONS
+    from visiontune.imaging.limits import IMAGE_EXTENSIONS
 
     src, dst = Path(src), Path(dst)
     for split in splits:

@@ -51,7 +51,7 @@ def stage_loaders(cfg) -> list[dict]:
     from torchvision import transforms as T
 
     import visiontune as vt
-    from visiontune.data.sources import default_num_workers
+    from visiontune.data.loader import default_num_workers
 
     size, bs = cfg.size, cfg.bs
     data = vt.ImageClassifierData.from_paths(

@@ -121,7 +121,7 @@ _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.ERO
 def _is_user_error(e: BaseException) -> bool:
     """Known user mistakes print as one line; anything else (a KeyError, a TypeError, an OSError with no
     file behind it) is an internal error: one line that says so, and --verbose shows the traceback."""
-    from .imaging.decode import ImageLoadError
+    from .imaging.limits import ImageLoadError
     from .models.backbone import WeightsNotAvailable
     from .train.loop import TrainingDiverged
 

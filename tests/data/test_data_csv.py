@@ -9,7 +9,7 @@ import torch
 from vt_data_helpers import save_jpeg
 
 from visiontune.data import ImageClassifierData
-from visiontune.data.sources import SkippedFilesWarning, UnreadableFilesError
+from visiontune.data.errors import SkippedFilesWarning, UnreadableFilesError
 from visiontune.transforms import tfms_from_model
 
 TFMS = tfms_from_model("resnet34", 32)

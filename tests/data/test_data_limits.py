@@ -12,12 +12,8 @@ import pytest
 from PIL import Image
 
 from visiontune.data import ImageClassifierData
-from visiontune.data.sources import (
-    ClassesWarning,
-    SizeTooLargeError,
-    batch_memory_bytes,
-    check_size_fits,
-)
+from visiontune.data.checks import batch_memory_bytes, check_size_fits
+from visiontune.data.errors import ClassesWarning, SizeTooLargeError
 from visiontune.transforms import tfms_from_model
 
 

@@ -10,7 +10,7 @@ import torch
 from vt_data_helpers import jpeg_bytes, make_folder_dataset, save_jpeg
 
 from visiontune.data import ImageClassifierData, get_cv_idxs
-from visiontune.data.sources import SkippedFilesWarning, UnreadableFilesError
+from visiontune.data.errors import SkippedFilesWarning, UnreadableFilesError
 from visiontune.transforms import tfms_from_model, transforms_side_on
 
 TFMS = tfms_from_model("resnet34", 32, aug_tfms=transforms_side_on, max_zoom=1.1)
@@ -158,7 +158,7 @@ def test_unreadable_files_skipped_with_one_summary(tmp_path):
 def test_file_deleted_after_build_names_the_file(tmp_path):
     from visiontune.data import ImageLoadError
 
-    from visiontune.data.sources import FileChangedWarning
+    from visiontune.data.errors import FileChangedWarning
 
     root = make_folder_dataset(tmp_path / "ds")
     data = ImageClassifierData.from_paths(root, tfms=TFMS, num_workers=0)

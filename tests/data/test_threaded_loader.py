@@ -6,7 +6,7 @@ from torchvision.transforms import v2
 from vt_data_helpers import make_folder_dataset
 
 from visiontune.data import ImageClassifierData
-from visiontune.data.sources import Loader
+from visiontune.data.loader import Loader
 from visiontune.train.learner import ordered_loader
 from visiontune.transforms import tfms_from_model, transforms_side_on, transforms_top_down
 

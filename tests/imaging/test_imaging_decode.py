@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visiontune.imaging.decode import (
+from visiontune.imaging.decode import open_image
+from visiontune.imaging.limits import (
     PIL_FORMATS,
     ImageLoadError,
-    image_header,
-    open_image,
     open_regular,
-    probe_image,
     read_bytes,
 )
+from visiontune.imaging.probe import image_header, probe_image
 
 
 def _make(tmp_path, name, mode, fmt):

@@ -85,7 +85,7 @@ def test_pil_image_is_not_modified(model, tmp_path):
 
 def test_validation_dataset_decodes_like_predict(tmp_path):
     """The run's recorded validation numbers use the same decode: no draft mode for deterministic views."""
-    from visiontune.data.sources import FilesDataset
+    from visiontune.data.datasets import FilesDataset
     from visiontune.imaging.decode import open_image
     from visiontune.transforms import tfms_from_stats
 

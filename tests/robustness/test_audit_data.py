@@ -21,8 +21,10 @@ from PIL import EpsImagePlugin, Image
 from vt_zoo import spy_opens
 
 from visiontune.data import ImageClassifierData, get_cv_idxs
-from visiontune.imaging.decode import ImageLoadError, image_header, load_image, probe_image
-from visiontune.data.sources import SkippedFilesWarning
+from visiontune.imaging.decode import load_image
+from visiontune.imaging.limits import ImageLoadError
+from visiontune.imaging.probe import image_header, probe_image
+from visiontune.data.errors import SkippedFilesWarning
 from visiontune.transforms.augment import item_random_state
 from visiontune.transforms.core import CropType, imagenet_stats, limit_aspect, tfms_from_stats
 

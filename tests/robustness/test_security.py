@@ -316,7 +316,8 @@ def test_report_thumbnails_stay_inside_the_data_folder(tmp_path, eps_spy, monkey
 def test_python_api_refuses_an_eps_pil_image(tmp_path, eps_spy):
     from PIL import Image
 
-    from visiontune.imaging.decode import ImageLoadError, open_image
+    from visiontune.imaging.decode import open_image
+    from visiontune.imaging.limits import ImageLoadError
 
     p = tmp_path / "drawing.eps"
     p.write_bytes(EPS)

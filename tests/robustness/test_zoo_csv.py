@@ -13,7 +13,7 @@ from PIL import Image
 from vt_zoo import make_class_images, spy_opens
 
 from visiontune.data import ImageClassifierData, inspect_dataset
-from visiontune.data.sources import SkippedFilesWarning, UnreadableFilesError
+from visiontune.data.errors import SkippedFilesWarning, UnreadableFilesError
 from visiontune.transforms import tfms_from_model
 
 TFMS = tfms_from_model("efficientnet_lite0", 32)

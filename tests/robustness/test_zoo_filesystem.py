@@ -10,7 +10,7 @@ from PIL import Image
 from vt_zoo import CLASS_COLORS, jpeg_bytes, make_class_images
 
 from visiontune.data import ImageClassifierData, ImageLoadError, inspect_dataset
-from visiontune.data.sources import ClassesWarning, FileChangedWarning, SkippedFilesWarning, UnreadableFilesError
+from visiontune.data.errors import ClassesWarning, FileChangedWarning, SkippedFilesWarning, UnreadableFilesError
 from visiontune.transforms import tfms_from_model
 
 TFMS = tfms_from_model("efficientnet_lite0", 32)
@@ -215,7 +215,7 @@ def test_class_names_with_spaces(tmp_path):
 _SPECIAL_CHILD = r"""
 import json, sys, warnings
 from visiontune.data import ImageClassifierData, inspect_dataset
-from visiontune.data.sources import SkippedFilesWarning
+from visiontune.data.errors import SkippedFilesWarning
 from visiontune.transforms import tfms_from_model
 root = sys.argv[1]
 rep = inspect_dataset(root)
@@ -255,7 +255,9 @@ def test_fifo_and_link_to_dev_zero_are_skipped_without_hanging(tmp_path):
 def test_open_image_refuses_special_files_at_once(tmp_path):
     import signal
 
-    from visiontune.imaging.decode import image_header, open_image, probe_image, read_bytes
+    from visiontune.imaging.decode import open_image
+    from visiontune.imaging.limits import read_bytes
+    from visiontune.imaging.probe import image_header, probe_image
 
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)

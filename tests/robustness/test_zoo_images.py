@@ -16,8 +16,8 @@ from torch import nn
 from vt_zoo import BAD_CASES, GOOD_CASES, IMAGE_ZOO, make_zoo_folder
 
 from visiontune.data import ImageClassifierData, ImageLoadError, inspect_dataset, load_image, probe_image
-from visiontune.imaging.decode import DEFAULT_MAX_PIXELS
-from visiontune.data.sources import SkippedFilesWarning, UnreadableFilesError
+from visiontune.imaging.limits import DEFAULT_MAX_PIXELS
+from visiontune.data.errors import SkippedFilesWarning, UnreadableFilesError
 from visiontune.transforms import tfms_from_model
 
 TFMS = tfms_from_model("efficientnet_lite0", 32)

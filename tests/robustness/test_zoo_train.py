@@ -10,7 +10,7 @@ import pytest
 from vt_zoo import BAD_CASES, make_zoo_folder
 
 from visiontune import ConvLearner, ImageClassifierData, tfms_from_model
-from visiontune.data.sources import FileChangedWarning, SkippedFilesWarning
+from visiontune.data.errors import FileChangedWarning, SkippedFilesWarning
 
 
 def test_python_api_trains_on_the_zoo(tmp_path):

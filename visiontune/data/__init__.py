@@ -1,11 +1,17 @@
 """Data: sources (folders, CSV, arrays), splits, image decoding, resize cache, loaders, inspection."""
 from ..utils.lazy import lazy_exports
 
-# Each module loads on first use: decoding needs only numpy + Pillow, sources and inspection torch or pandas.
+# Each module loads on first use: decoding needs only numpy + Pillow, datasets, loaders and inspection torch
+# or pandas.
 _EXPORTS = {
-    "..imaging.decode": ("DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageLoadError", "load_image", "probe_image", "probe_images"),
+    "..imaging.decode": ("load_image",),
+    "..imaging.limits": ("DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageLoadError"),
+    "..imaging.probe": ("probe_image", "probe_images"),
+    ".classifier_data": ("ImageClassifierData",),
+    ".datasets": ("ArraysDataset", "FilesDataset"),
+    ".errors": ("SkippedFilesWarning", "UnreadableFilesError"),
     ".inspect": ("format_inspection", "inspect_dataset"),
-    ".sources": ("ArraysDataset", "FilesDataset", "ImageClassifierData", "Loader", "SkippedFilesWarning",
-                 "UnreadableFilesError", "default_num_workers", "get_cv_idxs"),
+    ".loader": ("Loader", "default_num_workers"),
+    ".splits": ("get_cv_idxs",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -37,7 +37,9 @@ from PIL import Image
 
 from visiontune.transforms.core import CropType, ImageTransforms
 
-from ..imaging.decode import DEFAULT_MAX_PIXELS, ImageLoadError, aspect_box, load_image, read_bytes
+from ..imaging.aspect import aspect_box
+from ..imaging.decode import load_image
+from ..imaging.limits import DEFAULT_MAX_PIXELS, ImageLoadError, read_bytes
 
 __all__ = ["PresizeTransform", "decode_presized", "gpu_train_loader", "nvjpeg_available"]
 
@@ -158,7 +160,7 @@ def decode_presized(files: Sequence, size: int, *, device=None, squash: bool = F
     to ``device``; ``'auto'`` (default): torchvision on CUDA, PIL on the CPU (draft mode makes big
     JPEGs cheaper). Files the torchvision path cannot take (other formats, CMYK, EXIF orientation),
     and any batch it fails on, go through PIL, which also names unreadable files
-    (:class:`~visiontune.imaging.decode.ImageLoadError`). Both paths give the same shape and dtype;
+    (:class:`~visiontune.imaging.limits.ImageLoadError`). Both paths give the same shape and dtype;
     pixels differ by decoder and resampling rounding (a grey level or two on average).
 
     >>> import tempfile, pathlib
@@ -213,7 +215,7 @@ def gpu_train_loader(data, *, persistent: bool = True):
     """
     from visiontune.transforms.batched import BatchedAugment
 
-    from .sources import Loader
+    from .loader import Loader
 
     tfms, dl = data.trn_tfms, data.trn_dl
     if getattr(data.trn_ds, "is_images", True) is False:

@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..imaging.decode import (DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, default_io_workers, image_header,
-                              open_regular, probe_image)
+from ..imaging.limits import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageLoadError, open_regular
+from ..imaging.probe import default_io_workers, image_header, probe_image
 from ..utils.text import nfc, printable
 
 __all__ = ["inspect_dataset", "format_inspection"]
@@ -101,7 +101,7 @@ def _safe_relative(name: str) -> bool:
 
 
 def _id_key(name: str) -> str:
-    """The same rule as ``sources.id_key``: ``im0``, ``./im0`` and ``.//im0`` name one file."""
+    """The same rule as ``paths.id_key``: ``im0``, ``./im0`` and ``.//im0`` name one file."""
     return PurePosixPath(name.replace("\\", "/")).as_posix()
 
 

@@ -18,7 +18,9 @@ from PIL import Image
 
 from visiontune.utils.atomic import atomic_write, atomic_write_json
 
-from ..imaging.decode import DEFAULT_MAX_PIXELS, default_io_workers, image_header, load_image
+from ..imaging.decode import load_image
+from ..imaging.limits import DEFAULT_MAX_PIXELS
+from ..imaging.probe import default_io_workers, image_header
 
 __all__ = ["resize_files", "resize_one", "MANIFEST_NAME"]
 

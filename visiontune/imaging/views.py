@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from .decode import limit_aspect
+from .aspect import limit_aspect
 
 TTA_ZOOM = 1.15
 VIEW_NAMES = ("center", "hflip", "zoom_in", "zoom_in_hflip", "zoom_out")
@@ -92,7 +92,7 @@ def view_image(img: Image.Image, name: str = "center", *, sz: int, crop_pct: flo
                interpolation: str = "bilinear") -> Image.Image:
     """View ``name`` of an RGB image as an ``sz x sz`` PIL image (see the module docstring).
 
-    A very thin image is first cut to its central 8:1 part (``imaging.decode.limit_aspect``).
+    A very thin image is first cut to its central 8:1 part (``imaging.aspect.limit_aspect``).
     """
     if name not in VIEW_NAMES:
         raise ValueError(f"unknown view {name!r}; the views are {', '.join(VIEW_NAMES)}")

@@ -88,8 +88,9 @@ class UnreadableImageWarning(UserWarning):
 
 
 try:
-    from visiontune.imaging.decode import MAX_ASPECT, limit_aspect, open_image
-    from visiontune.imaging.decode import ImageLoadError as _ImageLoadError
+    from visiontune.imaging.aspect import MAX_ASPECT, limit_aspect
+    from visiontune.imaging.decode import open_image
+    from visiontune.imaging.limits import ImageLoadError as _ImageLoadError
     from visiontune.utils.errors import first_line
 except ImportError:  # pragma: no cover - the standalone copy of this module (no caps, no aspect bound)
     _ImageLoadError = OSError

@@ -42,7 +42,7 @@ def load_model(model) -> ExportedModel:
 
 def list_images(inputs: Sequence) -> list[Path]:
     """Image files named in ``inputs`` (files, or folders searched recursively), in order, without repeats."""
-    from ..imaging.decode import IMAGE_EXTENSIONS
+    from ..imaging.limits import IMAGE_EXTENSIONS
 
     out: list[Path] = []
     for item in inputs:
@@ -69,7 +69,7 @@ def _bar(total: int, desc: str, progress: bool | None):
 
 
 def _readable(paths: list[Path], strict: bool, progress: bool | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
-    from ..imaging.decode import probe_image
+    from ..imaging.probe import probe_image
 
     ok, bad = [], []
     with _bar(len(paths), "checking images", progress) as bar:

@@ -382,7 +382,8 @@ def _sec_aug_previews(run: _Run) -> str:
     path = run.dir / "aug_previews.png"
     if not path.is_file():
         return _na("aug_previews.png is missing")
-    from ..imaging.decode import ImageLoadError, decode_bytes, read_bytes
+    from ..imaging.decode import decode_bytes
+    from ..imaging.limits import ImageLoadError, read_bytes
 
     try:  # a regular file, a raster format (an EPS under this name never reaches Ghostscript), within the caps
         data = read_bytes(path)
@@ -520,7 +521,8 @@ def _sec_most_confused(run: _Run) -> str:
 
 
 def _thumbnail(path: Path) -> bytes | None:
-    from ..imaging.decode import ImageLoadError, open_image
+    from ..imaging.decode import open_image
+    from ..imaging.limits import ImageLoadError
 
     try:  # the one decode path: regular files, raster formats only, caps (draft: a thumbnail needs few pixels)
         im = open_image(path, draft=THUMB_PX * 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import ImageClassifierData, get_cv_idxs
-from ..data.sources import read_label_csv
+from ..data.csv_labels import read_label_csv
 from ..transforms import tfms_from_model, transforms_side_on, transforms_top_down
 from ..utils.errors import first_line
 from .config import TrainConfig
@@ -138,7 +138,7 @@ def read_resumed(folder: RunFolder, config: TrainConfig | None) -> tuple[TrainCo
 
 def recorded_config(cfg: TrainConfig, data, kind: str, run_dir: Path) -> dict:
     """config.json: the settings as used (the validation folder found, the console mode), not as given."""
-    from ..data.sources import _resolve_val_name
+    from ..data.paths import _resolve_val_name
 
     d = cfg.to_dict()
     d.pop("verbose")

@@ -44,7 +44,8 @@ def preprocessing_dict(data, kind: str) -> dict:
 def write_data_summary(data, folder: RunFolder, max_sizes: int = 2000) -> None:
     if not distributed.is_main_process():  # rank 0 alone writes the run folder
         return
-    from ..imaging.decode import ImageLoadError, image_header
+    from ..imaging.limits import ImageLoadError
+    from ..imaging.probe import image_header
 
     ds = data.trn_ds
     counts: dict[str, float] = {}

@@ -216,7 +216,7 @@ def shard_range(n: int, rank: int | None = None, world: int | None = None) -> tu
 def shard_loader(loader):
     """An ordered ``Loader`` over this rank's contiguous shard of ``loader``'s dataset (same batch size,
     transforms, workers). ``all_gather_array`` of the outputs restores the full set in order."""
-    from ..data.sources import Loader
+    from ..data.loader import Loader
 
     start, stop = shard_range(len(loader.dataset))
     bs = loader.batch_size

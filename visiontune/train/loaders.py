@@ -13,7 +13,7 @@ from . import distributed
 def ordered_loader(data, split: str, augment: bool, tta_view: str | None = None):
     """Images of ``split`` in order, with validation (clean) transforms, one TTA view of them
     (:mod:`visiontune.imaging.views`), or training (augmented) transforms."""
-    from ..data.sources import Loader
+    from ..data.loader import Loader
 
     ds = {"train": data.trn_ds, "valid": data.val_ds, "test": data.test_ds}[split]
     if tta_view is not None and tta_view != "center":
@@ -91,7 +91,7 @@ class TrainImages:
         if not distributed.is_distributed():
             return fed(dl, device)
         if self._sharded is None or self._sharded.dataset is not dl.dataset:
-            from ..data.sources import Loader
+            from ..data.loader import Loader
 
             sampler = distributed.ShardedBatchSampler(len(dl.dataset), dl.batch_size, dl.drop_last)
             self._sharded = Loader(dl.dataset, dl.batch_size, num_workers=dl.num_workers, normalizer=dl.normalizer,

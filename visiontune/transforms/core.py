@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ..imaging.decode import limit_aspect
+from ..imaging.aspect import limit_aspect
 from ..imaging.views import TTA_ZOOM, VIEW_NAMES, clean_short_side, resize_center_crop, view_image  # noqa: F401 (re-export)
 from .augment import RandomDihedral, RandomFlip, RandomLighting, RandomRotate, random_int, random_uniform
 
