@@ -971,9 +971,10 @@ def _run(cfg: TrainConfig, folder: RunFolder, st: Progress, clock: _Clock, resum
 
 def _write_report(folder: RunFolder, st: Progress, lap) -> Path:
     """report.html, whose Timing table includes the report's own lap (rendered, timed, then filled in)."""
-    from ..report.html import render_report, timing_table
+    from ..report import render_report, timing_table
+    from .reporting import report_records
 
-    html = render_report(folder.path)
+    html = render_report(report_records(folder))
     before = timing_table(json.loads(json.dumps(st.to_dict())))
     lap("report")
     after = timing_table(json.loads(json.dumps(st.to_dict())))
