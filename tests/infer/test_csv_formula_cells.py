@@ -97,7 +97,7 @@ class _Folder:
 
 
 def test_val_predictions_and_metrics_csv_are_spreadsheet_safe_and_read_back_exactly(tmp_path):
-    from visiontune.report.html import _read_csv
+    from visiontune.run.folder import read_csv_rows as _read_csv
     from visiontune.run.records import write_metrics, write_val_predictions
 
     data = types.SimpleNamespace(classes=["=evil", "@home"], c=2,

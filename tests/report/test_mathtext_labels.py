@@ -11,7 +11,8 @@ import json
 
 import numpy as np
 
-from visiontune.report import SECTIONS, figures, write_report
+from visiontune.report import SECTIONS, figures
+from visiontune.run import write_report
 
 NAMES = ["cost$\\foo$x", "price $5 and $10", "ants"]
 

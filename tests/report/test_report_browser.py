@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from visiontune.report import write_report
+from visiontune.run import write_report
 from visiontune.utils.atomic import atomic_write_bytes
 
 CHROMIUM_FLAGS = [
@@ -115,7 +115,7 @@ def test_report_in_chromium(run_folder, tmp_path):
 
 def test_checker_sees_a_clipped_figure(tmp_path):
     """The clipping check is not vacuous: an image wider than the page, squeezed into a narrow box, is caught."""
-    from visiontune.report.html import _img_tag
+    from visiontune.report.embed import _img_tag
     from visiontune.report.figures import _figure, fig_to_png_bytes
 
     png = fig_to_png_bytes(_figure(8, 2))

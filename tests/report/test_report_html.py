@@ -8,7 +8,8 @@ import re
 import pytest
 from PIL import Image
 
-from visiontune.report import SECTIONS, figures, write_report
+from visiontune.report import SECTIONS, figures
+from visiontune.run import write_report
 
 IMG_SRC = re.compile(r"<img\b[^>]*\bsrc=\"([^\"]*)\"")
 PNG_PREFIX = "data:image/png;base64,"
@@ -119,11 +120,11 @@ def test_configuration_reads_as_words(run_folder):
 
 
 def test_figures_are_not_clipped_and_name_classes(run_folder, monkeypatch):
-    from visiontune.report import html as report_html
+    from visiontune.report import embed as report_embed
 
     drawn = []
-    real = report_html._fig_img
-    monkeypatch.setattr(report_html, "_fig_img", lambda fig, alt: drawn.append((alt, fig)) or real(fig, alt))
+    real = report_embed._fig_img
+    monkeypatch.setattr(report_embed, "_fig_img", lambda fig, alt: drawn.append((alt, fig)) or real(fig, alt))
     write_report(run_folder)
     alts = [a for a, _ in drawn]
     assert len(drawn) >= 7 and "confusion matrix" in alts

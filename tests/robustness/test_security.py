@@ -262,7 +262,7 @@ def eps_spy(monkeypatch):
 def test_report_never_hands_an_eps_to_pillow(tmp_path, eps_spy):
     make_run_folder = _report_fixtures().make_run_folder
 
-    from visiontune.report.html import write_report
+    from visiontune.run.reporting import write_report
 
     run = make_run_folder(tmp_path)
     (run / "aug_previews.png").write_bytes(EPS)
@@ -280,7 +280,7 @@ def test_report_thumbnails_stay_inside_the_data_folder(tmp_path, eps_spy, monkey
     make_run_folder = _report_fixtures().make_run_folder
     from PIL import Image
 
-    from visiontune.report.html import write_report
+    from visiontune.run.reporting import write_report
 
     run = make_run_folder(tmp_path)
     secret = tmp_path / "private" / "photo.jpg"

@@ -152,7 +152,7 @@ def test_sigterm_during_a_download_removes_the_temporary_folder(tmp_path):
 # (c) ---------------------------------------------------------------------------------------------------------
 def test_report_on_a_folder_that_is_not_a_run_refuses_and_keeps_the_users_report(tmp_path, capsys):
     from visiontune.cli import main
-    from visiontune.report import write_report
+    from visiontune.run import write_report
 
     mine = b"<html><body>my own report, hand written</body></html>\n"
     (tmp_path / "report.html").write_bytes(mine)
@@ -168,7 +168,7 @@ def test_report_on_a_folder_that_is_not_a_run_refuses_and_keeps_the_users_report
 
 
 def test_report_replaces_its_own_report(tmp_path):
-    from visiontune.report import write_report
+    from visiontune.run import write_report
 
     run = tmp_path / "run"
     run.mkdir()

@@ -135,7 +135,7 @@ def evaluate_and_export(ctx: RunContext) -> tuple[Path | None, Path | None]:
     except Exception as e:  # a preview is never worth failing a run for
         ctx.say(f"note: augmentation previews not written ({type(e).__name__}: {e})")
     try:
-        report_path = rank0_writes(records.write_report)(folder, st, ctx.lap)
+        report_path = rank0_writes(records.write_final_report)(folder, st, ctx.lap)
         ctx.say(f"report {report_path}")
     except Exception as e:  # the model is trained and exported; a report failure is a note, not a failure
         ctx.say(f"note: report not written ({type(e).__name__}: {e})")

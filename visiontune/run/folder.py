@@ -16,6 +16,10 @@ It decides whether a folder may hold a run, and keeps what it is told about it h
 * **No trust in what the folder says.** Every path read from ``progress.json`` / ``config.json`` is
   confined to the run folder or to the data folder it names (see :meth:`RunFolder.weights`,
   :func:`confine_to`); ``progress.json`` is read into a checked :class:`~visiontune.run.progress.Progress`.
+* **What a report shows, read safely.** :meth:`RunFolder.read_image` decodes the run's own images and
+  :meth:`RunFolder.data_image` the data folder's (only names that stay inside it: :func:`inside_data`)
+  through the one decode path (raster formats only); :func:`read_csv_rows` undoes the spreadsheet-safe
+  cells of the run's CSVs. :mod:`visiontune.run.reporting` builds the report's ``RunRecords`` with them.
 * **Nothing left behind by a false start.** A run that fails before training (bad data path, unknown
   architecture, weights not available offline) removes what it wrote and the folders it created
   (:meth:`RunFolder.abandon`); a folder that existed before is left as it was.
@@ -24,6 +28,7 @@ Under torchrun only rank 0 touches the folder: the other ranks' calls are no-ops
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -34,6 +39,7 @@ from pathlib import Path
 
 from ..utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..utils.errors import first_line
+from ..utils.text import from_spreadsheet_safe
 from .progress import WEIGHTS_FILE, Progress, ProgressError
 
 LOCK_NAME = ".visiontune.lock"
@@ -51,6 +57,7 @@ EARLIER_RUN_FILES = (*RUN_FILES, "progress.json", "model.pt", "report.png", "che
 _TEMP_NAME = re.compile(r"\.(.+)\.[A-Za-z0-9_]{6,16}\.tmp")
 _TEMP_OWNERS = frozenset((*EARLIER_RUN_FILES, "labels.csv", OWNER_NAME))
 _WEIGHTS_AFTER = re.compile(r"weights_after_[A-Za-z0-9_]+\.safetensors")
+DATA_KEYS = ("data", "data_path", "data_dir", "path")  # config.json's name for the data folder (older runs too)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -97,6 +104,27 @@ def confine_to(value, roots: list[Path], what: str, where: str) -> Path:
         raise ValueError(f"{where}: {what} {value!r} leads outside {' and '.join(str(r) for r in roots)}; a run "
                          "reads and writes only there (edited or crafted?). Start a new run")
     return real
+
+
+def inside_data(data_dir: Path | None, fname: str) -> Path | None:
+    """``data_dir / fname`` when ``fname`` is a relative path that stays inside the data folder (links
+    followed); ``None`` otherwise: val_predictions.csv cannot make the report embed any other file."""
+    if not fname or data_dir is None or "\0" in fname:
+        return None
+    rel = Path(fname.replace("\\", "/"))
+    if rel.is_absolute() or rel.drive or ".." in rel.parts:
+        return None
+    base = os.path.realpath(data_dir)
+    real = os.path.realpath(data_dir / rel)
+    return Path(real) if real.startswith(base.rstrip(os.sep) + os.sep) else None
+
+
+def read_csv_rows(path) -> list[dict]:
+    """The rows of a CSV a run wrote (metrics.csv, val_predictions.csv) as dicts, their spreadsheet-safe
+    cells undone. Raises OSError, csv.Error or UnicodeDecodeError."""
+    with open(path, newline="", encoding="utf-8") as f:  # our CSVs are spreadsheet-safe: undo it
+        return [{(from_spreadsheet_safe(k) if isinstance(k, str) else k): (from_spreadsheet_safe(v) if isinstance(v, str) else v)
+                 for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def looks_like_dataset(folder: Path) -> str | None:
@@ -331,6 +359,43 @@ class RunFolder:
     # -- reading ----------------------------------------------------------------------------------------------------
     def read_json(self, name: str, expect: type = dict):
         return _read_json(self.file(name), expect)
+
+    def read_image(self, name: str):
+        """``(bytes, decoded RGB image)`` of one of the run's own image files (``aug_previews.png``): a regular
+        file within the byte cap, a raster format (an EPS under this name never reaches Ghostscript), within
+        the pixel cap (``imaging.decode``). Raises ``ImageLoadError``."""
+        from ..imaging.decode import decode_bytes
+        from ..imaging.limits import read_bytes
+
+        path = self.file(name)
+        data = read_bytes(path)
+        return data, decode_bytes(data, str(path))
+
+    def data_dir(self, config) -> Path | None:
+        """The data folder ``config`` (config.json) names: absolute, or relative to where train ran or to the
+        run folder."""
+        if not isinstance(config, dict):
+            return None
+        for key in DATA_KEYS:
+            v = config.get(key)
+            if isinstance(v, str) and v:
+                p = Path(v).expanduser()
+                if p.is_absolute():
+                    return p
+                for base in (Path.cwd(), self.path):  # relative to where train ran, or to the run folder
+                    if (base / p).is_dir():
+                        return base / p
+                return p
+        return None
+
+    def data_image(self, data_dir: Path | None, fname: str, draft: int | None = None):
+        """The image ``fname`` (a name val_predictions.csv gives) of the data folder, decoded through the one
+        decode path (regular files, raster formats only, caps); ``None`` when ``fname`` leads outside the data
+        folder (:func:`inside_data`). Raises ``ImageLoadError``."""
+        from ..imaging.decode import open_image
+
+        path = inside_data(data_dir, fname)
+        return open_image(path, draft=draft) if path is not None else None
 
     def read_progress(self) -> Progress:
         state = self.read_json("progress.json")

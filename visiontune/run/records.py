@@ -23,7 +23,7 @@ from .folder import RunFolder
 from .progress import Progress
 
 __all__ = ["MetricsLog", "SaveBest", "load_weights", "load_weights_from_rank0", "output_names", "preprocessing_dict",
-           "save_weights", "write_aug_previews", "write_data_summary", "write_metrics", "write_report",
+           "save_weights", "write_aug_previews", "write_data_summary", "write_metrics", "write_final_report",
            "write_val_predictions"]
 
 
@@ -220,11 +220,12 @@ def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None
     folder.write_text("val_predictions.csv", buf.getvalue())
 
 
-def write_report(folder: RunFolder, st: Progress, lap) -> Path:
+def write_final_report(folder: RunFolder, st: Progress, lap) -> Path:
     """report.html, whose Timing table includes the report's own lap (rendered, timed, then filled in)."""
-    from ..report.html import render_report, timing_table
+    from ..report import render_report, timing_table
+    from .reporting import report_records
 
-    html = render_report(folder.path)
+    html = render_report(report_records(folder))
     before = timing_table(json.loads(json.dumps(st.to_dict())))
     lap("report")
     after = timing_table(json.loads(json.dumps(st.to_dict())))

@@ -1,36 +1,12 @@
-"""The ``visiontune`` command line: train, predict, submit, export, report, inspect, demo.
+"""The ``visiontune`` command line's parser: every command, its options and its examples (``--help``).
 
-Every command is one call in the Python API:
-
-=================  ===============================================================
-command            Python
-=================  ===============================================================
-``train``          ``visiontune.run.recipe.train_run(TrainConfig(...))``
-``predict``        ``visiontune.infer.predict.predict_paths(model, paths)``
-``submit``         ``visiontune.infer.submit.make_submission(model, test_dir, out)``
-``export``         ``visiontune.run.exported.export_run(run_dir, fmt)``
-``report``         ``visiontune.report.write_report(run_dir)``
-``inspect``        ``visiontune.data.inspect_dataset(path)``
-``demo``           ``visiontune.demo.run_demo()``
-=================  ===============================================================
-
-Exit codes: 0 success; 1 a user mistake or a failed run (one line ``visiontune: error: ...``, no
-traceback; ``--verbose`` shows it); 2 bad command-line usage; 130 interrupted (Ctrl-C), with the
-command that resumes.
+``train``'s options take their defaults and bounds from :class:`visiontune.run.config.TrainConfig` and
+``run.config.LIMITS``. A command runs as ``visiontune.cli.cmd_<command>`` (:mod:`.commands`).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import errno
 import math
-import os
-import sys
-import time
-import traceback
-from pathlib import Path
-
-from .utils.text import printable
 
 PROG = "visiontune"
 
@@ -109,31 +85,6 @@ examples:
 """
 
 
-class UsageError(Exception):
-    """A wrong combination of options (exit code 2)."""
-
-
-# OSErrors that mean something about the user's files or machine, not a bug: one line, no traceback
-_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
-                errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT, errno.EMFILE, errno.ELOOP, errno.EIO}
-
-
-def _is_user_error(e: BaseException) -> bool:
-    """Known user mistakes print as one line; anything else (a KeyError, a TypeError, an OSError with no
-    file behind it) is an internal error: one line that says so, and --verbose shows the traceback."""
-    from .imaging.limits import ImageLoadError
-    from .models.backbone import WeightsNotAvailable
-    from .train.loop import TrainingDiverged
-
-    if isinstance(e, (ValueError, WeightsNotAvailable, ImageLoadError, TrainingDiverged)):
-        return True
-    if not isinstance(e, OSError):
-        return False
-    # a missing or unwritable file or folder, a message of ours (no errno), a known errno with a file or not
-    return (isinstance(e, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError))
-            or e.errno is None or e.filename is not None or e.errno in _USER_ERRNOS)
-
-
 def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
 
@@ -184,7 +135,7 @@ def _bounded_float(lo: float, hi: float, lo_open: bool = True, hi_open: bool = F
 
 def _limit_type(name: str, **kw):
     """The argparse type of the numeric ``train`` option ``name``, bounded by ``run.config.LIMITS``."""
-    from .run.config import LIMITS
+    from ..run.config import LIMITS
 
     lo, hi = LIMITS[name]
     if isinstance(lo, int):
@@ -199,14 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="From a folder or CSV of labelled photos to an accurate, exported image classifier "
                     "(the fastai lesson-1 recipe).",
         epilog=_MAIN_EPILOG)
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"visiontune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     # train ---------------------------------------------------------------------------------------------
-    from .run.config import field_default as D  # the train options' defaults are TrainConfig's
+    from ..run.config import field_default as D  # the train options' defaults are TrainConfig's
 
     t = sub.add_parser("train", parents=[common], formatter_class=_formatter, epilog=_TRAIN_EPILOG,
                        help="train a classifier with the lesson's recipe",
@@ -255,7 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--export-format", choices=("onnx", "torchscript"), default=D("export_format"))
     m.add_argument("--cache-dir", metavar="DIR", help="activation cache (default $VISIONTUNE_CACHE or ~/.cache/visiontune)")
     m.add_argument("--num-workers", type=_limit_type("num_workers"), help="image-loading worker processes")
-    t.set_defaults(func=cmd_train)
 
     # predict -------------------------------------------------------------------------------------------
     p = sub.add_parser("predict", parents=[common], formatter_class=_formatter, epilog=_PREDICT_EPILOG,
@@ -267,7 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average the clean view and the TTA views the run used (model.json's tta_views)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
-    p.set_defaults(func=cmd_predict)
 
     # submit --------------------------------------------------------------------------------------------
     s = sub.add_parser("submit", parents=[common], formatter_class=_formatter, epilog=_SUBMIT_EPILOG,
@@ -281,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exact-ids", action="store_true",
                    help="write ids and class headers exactly; by default one starting with = + - @ (a "
                         "spreadsheet formula) gets a leading ' and a warning says so")
-    s.set_defaults(func=cmd_submit)
 
     # export --------------------------------------------------------------------------------------------
     e = sub.add_parser("export", parents=[common], formatter_class=_formatter, epilog=_EXPORT_EPILOG,
@@ -290,7 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder")
     e.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     e.add_argument("--out", metavar="DIR", help="folder to write (default: the run folder)")
-    e.set_defaults(func=cmd_export)
 
     # report --------------------------------------------------------------------------------------------
     r = sub.add_parser("report", parents=[common], formatter_class=_formatter, epilog=_REPORT_EPILOG,
@@ -298,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write report.html for a run folder (plots embedded; no network needed).")
     r.add_argument("run", help="run folder")
     r.add_argument("--out", metavar="FILE", help="HTML file (default RUN/report.html)")
-    r.set_defaults(func=cmd_report)
 
     # inspect -------------------------------------------------------------------------------------------
     i = sub.add_parser("inspect", parents=[common], formatter_class=_formatter, epilog=_INSPECT_EPILOG,
@@ -310,7 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--folder", default="train", help="image folder for --csv")
     i.add_argument("--out", metavar="DIR", help="save width/height histograms here")
     i.add_argument("--json", action="store_true", help="print the full result as JSON")
-    i.set_defaults(func=cmd_inspect)
 
     # demo ----------------------------------------------------------------------------------------------
     dm = sub.add_parser("demo", parents=[common], formatter_class=_formatter, epilog=_DEMO_EPILOG,
@@ -322,229 +267,4 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the --download archive")
     dm.add_argument("--budget", type=_limit_type("budget", unit=" s (a week)"), default=60.0, metavar="SECONDS", help="time budget (60)")
     dm.add_argument("--seed", type=_limit_type("seed"), default=42)
-    dm.set_defaults(func=cmd_demo)
     return parser
-
-
-# ------------------------------------------------------------------------------------------------ commands
-PYTHON_BOOT_MAX_S = 2.0  # the interpreter's own start before it imports visiontune, at most
-
-
-def seconds_since_process_start() -> float:
-    """Wall seconds since this program started: since ``import visiontune`` plus the interpreter's own start
-    before it (read from Linux ``/proc``, at most :data:`PYTHON_BOOT_MAX_S`).
-
-    The process may be older than the program: ``bash -c "pip install . && visiontune demo"`` execs
-    ``visiontune`` in the shell's process, whose start time is the shell's, before pip ran.
-    """
-    import visiontune
-
-    since_import = time.monotonic() - visiontune.IMPORTED_AT
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        process_age = max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        process_age = since_import
-    return since_import + min(max(process_age - since_import, 0.0), PYTHON_BOOT_MAX_S)
-
-
-def _say(args, msg: str) -> None:
-    if not args.quiet:
-        print(msg, flush=True)
-
-
-def cmd_train(args) -> int:
-    from .train import distributed
-    from .run.config import TrainConfig
-    from .run.recipe import train_run
-
-    # Under torchrun (WORLD_SIZE > 1) every rank runs the recipe data-parallel; rank 0 alone prints and
-    # writes the run folder, and the clock-based choices are rank 0's (see docs/scaling.md).
-    distributed.init_distributed()
-    console = "verbose" if args.verbose else "normal"  # --quiet: verbose=False
-    if args.resume:
-        if args.data:
-            raise UsageError("give either DATA or --resume RUN, not both")
-        defaults = vars(build_parser().parse_args(["train"]))
-        ignored = [k for k, v in vars(args).items()
-                   if k not in ("resume", "quiet", "verbose", "func", "command", "cache_dir")
-                   and k in defaults and v != defaults[k]]
-        if ignored:
-            raise UsageError(f"--resume continues the run with its own settings ({args.resume}/config.json); "
-                             f"drop {', '.join('--' + k.replace('_', '-') for k in ignored)}")
-        result = train_run(TrainConfig(data="", verbose=not args.quiet, console=console, cache_dir=args.cache_dir),
-                           resume=args.resume, spent_before=seconds_since_process_start())
-    else:
-        if not args.data:
-            raise UsageError("DATA is required (or --resume RUN)")
-        # every option named like a TrainConfig field goes to it (the parser's defaults are the fields')
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if f.name not in ("verbose", "console") and hasattr(args, f.name)}
-        cfg = TrainConfig(**given, verbose=not args.quiet, console=console)
-        # the run's clock starts with the process: Python and the imports took seconds already (the start-up
-        # lap; --budget counts them, and the final wall time matches `time visiontune train`)
-        result = train_run(cfg, spent_before=seconds_since_process_start())
-    if args.quiet and distributed.is_main_process():
-        print(result.summary())
-    if distributed.is_distributed():
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
-    return 0
-
-
-def cmd_predict(args) -> int:
-    from .infer.predict import format_predictions, predict_paths
-    from .utils.atomic import atomic_write_text
-
-    rows = predict_paths(args.model, args.images, top_k=args.top_k, tta=args.tta)
-    text = format_predictions(rows, args.format, args.top_k)
-    if args.out:
-        atomic_write_text(args.out, text)
-        _say(args, f"wrote {len(rows)} predictions to {args.out}")
-    elif hasattr(sys.stdout, "buffer"):  # a file name that is not UTF-8 on disk goes out as its own bytes
-        sys.stdout.flush()
-        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
-        sys.stdout.buffer.flush()
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_submit(args) -> int:
-    from .infer.submit import make_submission
-
-    out = make_submission(args.model, args.test_dir, args.out, binary=args.binary, tta=args.tta,
-                          exact_ids=args.exact_ids)
-    _say(args, f"wrote {out}")
-    return 0
-
-
-def cmd_export(args) -> int:
-    from .run.exported import export_run
-
-    path = export_run(args.run, fmt=args.format, out_dir=args.out)
-    _say(args, f"exported {path} (+ {path.with_suffix('.json').name})")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from .report import write_report
-    from .run.folder import is_run_folder
-
-    if Path(args.run).is_dir() and not is_run_folder(Path(args.run)):
-        raise ValueError(f"{args.run} is not a visiontune run folder (no config.json with data and arch, or no "
-                         "progress.json); nothing was written. Give the folder `visiontune train --out` wrote")
-    path = write_report(args.run, out=args.out)
-    _say(args, f"wrote {path}")
-    return 0
-
-
-def cmd_inspect(args) -> int:
-    import json
-
-    from .data import format_inspection, inspect_dataset
-
-    rep = inspect_dataset(args.data, out_dir=args.out, csv=args.csv, suffix=args.suffix, folder=args.folder)
-    print(json.dumps(rep, indent=2) if args.json else format_inspection(rep))
-    return 0
-
-
-def cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    result = run_demo(data=args.data, out=args.out, download=args.download, sha256=args.sha256,
-                      budget=args.budget, verbose=not args.quiet, seed=args.seed,
-                      spent_before=seconds_since_process_start())
-    print(f"demo finished: open {result.report_path}" if result.report_path else result.summary())
-    return 0
-
-
-def _escape_warnings() -> None:
-    """Warnings print with every control character but their own line breaks escaped (a file name holding
-    ``\\x1b[2J`` cannot clear the terminal); the messages escape names themselves too (``printable``)."""
-    import warnings
-
-    if getattr(warnings.formatwarning, "_visiontune", False):
-        return
-    plain = warnings.formatwarning
-
-    def formatwarning(message, category, filename, lineno, line=None):
-        text = plain(message, category, filename, lineno, line)
-        return "\n".join(printable(part) for part in text.split("\n"))
-
-    formatwarning._visiontune = True
-    warnings.formatwarning = formatwarning
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    lines = text.splitlines()
-    first = lines[0].rstrip(":")
-    if len(lines) > 1:
-        first += f" (+{len(lines) - 1} more lines; --verbose shows them)"
-    return first
-
-
-def _end_process(rc: int) -> None:
-    """End a ``train`` / ``demo`` process as soon as its work is done: Python's exit handlers run (worker
-    pools, temporary files), the interpreter's own teardown of torch and the engines (1-3 s on 2 cores,
-    after the final wall time was printed) is skipped, so that time matches ``time visiontune train``."""
-    import atexit
-
-    try:
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(rc)
-
-
-def main(argv=None) -> int:
-    if argv is None and sys.argv[1:2] in (["train"], ["demo"]):  # the command line itself, not a call from Python
-        _end_process(_main(argv))
-    return _main(argv)
-
-
-def _main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    verbose = getattr(args, "verbose", False)
-    _escape_warnings()
-    if not verbose:
-        import warnings
-
-        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    try:
-        return args.func(args)
-    except UsageError as e:
-        parser.exit(2, f"{PROG} {args.command}: error: {e}\n")
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the CLI boundary: one line, no traceback
-        from .run.recipe import TrainingInterrupted
-
-        if isinstance(e, TrainingInterrupted):
-            from .train.distributed import is_main_process
-
-            if is_main_process():  # once, under torchrun
-                print(f"{PROG}: {e}", file=sys.stderr)
-            return 130
-        if verbose:
-            traceback.print_exc()
-        if _is_user_error(e):
-            print(f"{PROG}: error: {printable(_one_line(e))}", file=sys.stderr)
-        else:
-            print(f"{PROG}: error: {type(e).__name__}: {printable(_one_line(e))} (an internal error; --verbose shows "
-                  "the traceback)", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
