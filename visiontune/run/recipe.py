@@ -27,17 +27,12 @@ This is what ``visiontune train`` runs. The notes' "Overview of the Steps", and 
 Throughout, the weights with the lowest validation loss (any phase) are kept in
 ``best.safetensors`` and are the model that is evaluated (TTA) and exported.
 
-**Time.** Steps 1-4 cost seconds (a linear head on cached activations). Steps 5-8 train the whole
-network: on a 2-core CPU one epoch of efficientnet_lite0 on 245 images takes 15-100 s. So the
-unfrozen phase runs only when it fits: before step 7 the recipe times one forward+backward step
-on 8 images and estimates the cost of the sweep, one epoch and the final TTA. It gets
-``unfrozen_budget`` seconds (default :data:`DEFAULT_UNFROZEN_BUDGET` = 30 s), or, with ``budget``
-set, whatever the total budget leaves. Why 30 s: on a GPU that is the whole SGDR schedule, and on a
-CPU it runs the phase where it is cheap (the 128 px demo: 3 epochs) and skips it where it is not
-(hymenoptera at 224 px on 2 cores: ~26 s an epoch, plus a sweep and an unfrozen TTA). Measured with
-a 60 s default there: 110 s in all, the unfrozen epoch did not lower the validation loss (0.186 vs
-0.179 for the head), TTA accuracy 0.954; with the phase skipped the run takes about half that. A ``TimeBudget`` callback stops SGDR when the next epoch would not fit. ``fast=True``
-runs steps 1-4 only. Every run ends with TTA, an exported model and a report.
+**Time.** Steps 1-4 cost seconds (a linear head on cached activations); steps 5-8 train the whole
+network, so they run only when their measured cost (one forward+backward step on 8 images, scaled to
+the sweep, the epochs and the final TTA) fits ``unfrozen_budget`` (default :data:`DEFAULT_UNFROZEN_BUDGET`
+= 30 s) or what ``budget`` leaves; a ``TimeBudget`` callback stops SGDR when the next epoch would not
+fit. ``fast=True`` runs steps 1-4 only. Every run ends with TTA, an exported model and a report. Why
+30 s, with the measurements: ``docs/scaling.md``, "The unfrozen budget".
 
 **Resuming.** Every epoch writes ``checkpoint.pt`` (fit state) and every finished step is recorded
 in ``progress.json`` with the weights at that point (``weights_after_<step>.safetensors``). Ctrl-C raises
