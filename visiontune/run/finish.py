@@ -16,6 +16,7 @@ from . import records
 from .plan import TTA_SHARE, affordable_tta_views, default_tta_views
 from .progress import in_words
 from .ranks import rank0_reads, rank0_writes
+from .reporting import write_final_report
 from .steps import RunContext
 
 __all__ = ["RunResult", "evaluate_and_export"]
@@ -135,7 +136,7 @@ def evaluate_and_export(ctx: RunContext) -> tuple[Path | None, Path | None]:
     except Exception as e:  # a preview is never worth failing a run for
         ctx.say(f"note: augmentation previews not written ({type(e).__name__}: {e})")
     try:
-        report_path = rank0_writes(records.write_final_report)(folder, st, ctx.lap)
+        report_path = rank0_writes(write_final_report)(folder, st, ctx.lap)
         ctx.say(f"report {report_path}")
     except Exception as e:  # the model is trained and exported; a report failure is a note, not a failure
         ctx.say(f"note: report not written ({type(e).__name__}: {e})")

@@ -69,7 +69,11 @@ class Progress:
     # -- steps -------------------------------------------------------------------------------------------
     def done(self, step: str) -> bool:
         """Finished or skipped: a resumed run does not redo it."""
-        return step in self.completed or any(s.step == step for s in self.skipped)
+        return step in self.completed or self.skip_reason(step) is not None
+
+    def skip_reason(self, step: str) -> str | None:
+        """Why ``step`` was skipped, or None when it was not."""
+        return next((s.reason for s in self.skipped if s.step == step), None)
 
     def complete(self, step: str) -> None:
         if not self.done(step):

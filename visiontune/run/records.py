@@ -1,6 +1,6 @@
 """What the recipe writes into its run folder besides progress: the descriptive files (classes,
 preprocessing, data summary, augmentation previews), the epochs (``metrics.csv`` / ``.json``), the kept
-weights (``best.safetensors``), the validation predictions and the report. Every write goes through
+weights (``best.safetensors``) and the validation predictions (the report: ``run.reporting``). Every write goes through
 :class:`~visiontune.run.folder.RunFolder` (atomic, confined), on rank 0 only.
 """
 from __future__ import annotations
@@ -23,8 +23,7 @@ from .folder import RunFolder
 from .progress import Progress
 
 __all__ = ["MetricsLog", "SaveBest", "load_weights", "load_weights_from_rank0", "output_names", "preprocessing_dict",
-           "save_weights", "write_aug_previews", "write_data_summary", "write_metrics", "write_final_report",
-           "write_val_predictions"]
+           "save_weights", "write_aug_previews", "write_data_summary", "write_metrics", "write_val_predictions"]
 
 
 def output_names(data) -> list[str]:
@@ -218,16 +217,3 @@ def write_val_predictions(folder: RunFolder, data, kind: str, preds, y, tta=None
         for i, fn in enumerate(fnames):
             w.writerow([fn] + [f"{v:.7g}" for v in yy[i]] + [f"{v:.7g}" for v in out[i]])
     folder.write_text("val_predictions.csv", buf.getvalue())
-
-
-def write_final_report(folder: RunFolder, st: Progress, lap) -> Path:
-    """report.html, whose Timing table includes the report's own lap (rendered, timed, then filled in)."""
-    from ..report import render_report, timing_table
-    from .reporting import report_records
-
-    html = render_report(report_records(folder))
-    before = timing_table(json.loads(json.dumps(st.to_dict())))
-    lap("report")
-    after = timing_table(json.loads(json.dumps(st.to_dict())))
-    folder.write_text("report.html", html.replace(before, after, 1))
-    return folder.file("report.html")

@@ -14,13 +14,14 @@ import json
 import logging
 from pathlib import Path
 
-from ..report import RunRecords, render_report
+from ..report import RunRecords, render_report, timing_table
 from ..report.embed import THUMB_PX, embeddable_png, thumbnail_png
 from ..report.html import OUR_TITLE
 from ..report.predictions import thumbnails_wanted
 from ..utils.atomic import atomic_write_text
 from ..utils.kinds import KINDS
 from .folder import RunFolder, read_csv_rows
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +155,13 @@ def write_report(run_dir, out=None) -> Path:
     atomic_write_text(out, render_report(report_records(RunFolder(run_dir))))
     log.info("wrote report %s", out)
     return out
+
+
+def write_final_report(folder: RunFolder, st: Progress, lap) -> Path:
+    """report.html, whose Timing table includes the report's own lap (rendered, timed, then filled in)."""
+    html = render_report(report_records(folder))
+    before = timing_table(json.loads(json.dumps(st.to_dict())))
+    lap("report")
+    after = timing_table(json.loads(json.dumps(st.to_dict())))
+    folder.write_text("report.html", html.replace(before, after, 1))
+    return folder.file("report.html")

@@ -175,7 +175,6 @@ def precompute(ctx: RunContext):
     st.choices["precompute_aug"] = k
     st.choices["seconds_per_train_pass"] = t_train_pass
     st.choices.setdefault("seconds_per_valid_pass", t_valid_pass)  # a resumed run's cache makes it ~0
-    st.choices["images_per_class"] = per_class
     learn.precompute_aug = k
     learn.precompute = True
     ctx.say(f"precomputed activations ({k} augmented view(s) of each training image) in "
@@ -222,15 +221,15 @@ def _body_on_augmented(ctx: RunContext) -> bool:
 
 
 def head_aug_title(ctx: RunContext) -> str:
-    cfg, k = ctx.cfg, ctx.st.choices.get("precompute_aug", 0)
+    cfg, k, per_class = ctx.cfg, ctx.st.choices.get("precompute_aug", 0), images_per_class(ctx.data, ctx.kind)
     if k > 0 or _body_on_augmented(ctx):
         return f"train the head with augmentation, cycle_len=1 ({cfg.aug_epochs} epochs)"
     if cfg.fast:
         why = "--fast"
     elif cfg.precompute_aug == 0:
         why = "precompute_aug=0"
-    elif cfg.resolved_precompute_aug(ctx.st.choices.get("images_per_class", 0.0)) == 0:
-        why = f"{ctx.st.choices.get('images_per_class', 0.0):.0f} images a class"
+    elif cfg.resolved_precompute_aug(per_class) == 0:
+        why = f"{per_class:.0f} images a class"
     else:  # views were wanted, but the budget had no time for them
         why = "--budget"
     return f"train the head, cycle_len=1 ({cfg.aug_epochs} epochs; {why}: clean activations, no augmented pass)"
@@ -346,7 +345,7 @@ def restore_unfreeze(ctx: RunContext) -> None:
         ctx.learn.precompute = False
         ctx.learn.unfreeze()
     else:
-        ctx.unfrozen_skip = next((s.reason for s in ctx.st.skipped if s.step == "unfreeze"), "skipped")
+        ctx.unfrozen_skip = ctx.st.skip_reason("unfreeze")
 
 
 def differential_lrs(ctx: RunContext):
@@ -413,8 +412,7 @@ RECIPE: tuple[Step, ...] = (
     Step("lr_find_head", 2, lambda ctx: "lr_find on the precomputed head", lr_find_head, restore=say_lr),
     Step("head_precompute", 3, lambda ctx: f"train the head on precomputed activations ({ctx.cfg.head_epochs} epochs)",
          head_precompute, saves_weights=True),
-    Step("head_aug", 4, head_aug_title, head_aug, saves_weights=True,
-         restore=lambda ctx: setattr(ctx.learn, "precompute", True)),
+    Step("head_aug", 4, head_aug_title, head_aug, saves_weights=True),
     Step("unfreeze", 5, lambda ctx: None if ctx.cfg.fast else "unfreeze", unfreeze, restore=restore_unfreeze),
     Step("differential_lrs", 6, _unfrozen_title(
         lambda ctx: f"differential learning rates (each group {ctx.cfg.lr_ratio:g}x lower than the next)"),
@@ -433,7 +431,7 @@ def run_steps(ctx: RunContext) -> None:
     """Run the recipe's steps in order and mark each done or skipped; on ``--resume`` a step done earlier
     is not run again, only restored (a skipped one stays skipped)."""
     for step in RECIPE:
-        if any(s.step == step.name for s in ctx.st.skipped):
+        if ctx.st.skip_reason(step.name) is not None:
             if step.restore is not None:
                 step.restore(ctx)
             continue
