@@ -83,6 +83,18 @@ def forward_rates(size: int, bs: int = 32, batches: int = 4) -> dict:
     return out
 
 
+def cifar_parser(doc: str) -> argparse.ArgumentParser:
+    """The options the cifar10_6k benchmarks share: the data, its folders, the image size, tiny mode, --out."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="?", default=str(CIFAR))
+    ap.add_argument("--train", default="train")
+    ap.add_argument("--valid", default="valid")
+    ap.add_argument("--size", type=int, default=None, help="image size (224; 64 with --tiny)")
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--out", default=None, help=C.OUT_HELP)
+    return ap
+
+
 def run_train(subset: Path, run: Path, cache: Path, logs: Path, extra: list[str], tag: str) -> dict:
     cmd = [sys.executable, "-m", "visiontune", "train", str(subset), "--out", str(run), *extra]
     shutil.rmtree(cache, ignore_errors=True)
@@ -141,15 +153,9 @@ def render(rows, rates, facts, cfg, cmdline) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="?", default=str(CIFAR))
-    ap.add_argument("--train", default="train")
-    ap.add_argument("--valid", default="valid")
+    ap = cifar_parser(__doc__)
     ap.add_argument("--sizes", default=None, help="training images per run, comma-separated (500,1000,2000,5000)")
-    ap.add_argument("--size", type=int, default=None, help="image size (224; 64 with --tiny)")
     ap.add_argument("--budget", type=float, default=None, help="also run each size with --budget SECONDS")
-    ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--out", default=None, help=C.OUT_HELP)
     ap.add_argument("--json", default=str(C.REPO / "bench" / "results" / "scaling.json"))
     cfg = ap.parse_args(argv)
     cfg.out = C.resolve_out(cfg.out, cfg.tiny)

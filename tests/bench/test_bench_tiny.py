@@ -109,3 +109,17 @@ def test_scaling_tiny(tmp_path):
     rows = _table_rows(section)
     assert [row[0] for row in rows[:2]] == ["20", "40"]
     assert "e2e / forward" in section and "whole / budget" in section and "Goal (issue 16)" in section
+
+
+def test_fine_tuning_tiny(tmp_path):
+    md, res = _run("fine_tuning.py", tmp_path, "--valid", "val")
+    rows = {r["name"]: r for r in res["rows"]}
+    assert list(rows) == ["default", "head only", "fine-tuned"]
+    for r in rows.values():
+        assert r["rc"] == 0 and _number(r["wall_s"]) and 0.0 <= r["accuracy"] <= 1.0
+    assert rows["head only"]["mode"] == "none" and rows["head only"]["unfrozen_epochs"] == 0
+    # 16 images at 64 px: either way an epoch costs about a second, so 20 s buy one or more (full, on a tie)
+    assert rows["fine-tuned"]["mode"] in ("full", "partial") and rows["fine-tuned"]["unfrozen_epochs"] >= 1
+    assert "sgdr_unfrozen" in rows["fine-tuned"]["laps"]
+    section = _section(md, "fine_tuning")
+    assert "--unfrozen-budget 0.001" in section and "Goal (issue 16)" in section

@@ -99,7 +99,7 @@ def test_cli_console_and_timing_table_match_the_process_wall_time(shapes, tmp_pa
     assert names[:4] == ["start-up (Python, imports)", "data and model", "precompute activations",
                          "lr_find on the head"]
     assert names[-4:] == ["evaluation and TTA", "export", "previews and report", "total (the whole run)"]
-    assert "SGDR, whole network (skipped)" in names
+    assert "SGDR, fine-tuning (skipped)" in names
     total = float(laps[-1][1])
     assert abs(sum(float(s) for _, s in laps[:-1]) - total) < 0.01 * total
     assert abs(total - wall) <= 0.10 * wall, (total, wall)

@@ -64,6 +64,15 @@ def keep_best(ctx: RunContext) -> None:
             f"{in_words(best.get('phase'))}, epoch {best.get('epoch')})")
 
 
+def _seconds_per_view(st, plan: dict, n_val: int) -> float:
+    """One TTA view: an fp32 pass of the whole model over the validation images, as measured in step 1
+    (the full plan's measured forward where step 1's pass came from the on-disk cache)."""
+    measured = float(st.choices.get("seconds_per_valid_pass", 0.0))
+    if measured > 0 or plan.get("mode") == "partial":
+        return measured
+    return n_val * float(plan.get("seconds_per_image_eval", 0.0))
+
+
 def choose_tta_views(ctx: RunContext) -> int:
     """The TTA views: ``--tta N``, else the views that cost ~10% of the run (at least the flip); under a
     budget, no more than the time left affords."""
@@ -72,10 +81,7 @@ def choose_tta_views(ctx: RunContext) -> int:
     plan = st.choices.get("unfrozen_plan") or {}
     n_tta = cfg.resolved_tta()
     if cfg.tta is None and n_tta > 0:
-        if learn.body_frozen:
-            per_view = float(st.choices.get("seconds_per_valid_pass", 0.0))
-        else:
-            per_view = n_val * float(plan.get("seconds_per_image_eval", 0.0))
+        per_view = _seconds_per_view(st, plan, n_val)
         chosen = default_tta_views(n_tta, per_view, clock.elapsed())
         if chosen < n_tta:
             ctx.say(f"TTA: {chosen} augmented view(s) of {n_tta} (~{per_view:.1f} s a view; more cost over "
@@ -86,7 +92,7 @@ def choose_tta_views(ctx: RunContext) -> int:
         if learn.body_frozen:
             per_image = st.choices.get("seconds_per_train_pass", 0.0) / max(n_trn, 1)
         else:
-            per_image = plan.get("seconds_per_image_eval", 0.0)
+            per_image = _seconds_per_view(st, plan, n_val) / max(n_val, 1)
         affordable = affordable_tta_views(n_tta, clock.left() - ctx.reserve, n_val, per_image)
         if affordable < n_tta:
             ctx.say(f"budget: {affordable} TTA view(s) instead of {n_tta} ({n_val * per_image:.1f} s a view, "

@@ -32,26 +32,46 @@ def sgdr_cycles(n_epochs_fit: int, max_cycles: int) -> int:
 
 def plan_unfrozen(*, n_trn: int, n_val: int, bs: int, iters_per_epoch: int, seconds_per_image_train: float,
                   seconds_per_image_eval: float, available: float, n_tta: int, max_cycles: int,
-                  world_size: int = 1) -> dict:
+                  world_size: int = 1, tta_cost: float | None = None, setup_cost: float = 0.0,
+                  sweep: bool = True) -> dict:
     """What of steps 6-8 (differential rates, lr_find unfrozen, SGDR) fits in ``available`` seconds.
 
     An epoch costs a training step per training image and an evaluation per validation image; the
     final TTA costs ``1 + n_tta`` evaluations per validation image; the unfrozen lr_find sweeps a
     quarter of the time (5 to 20 batches, at most two epochs' worth). What remains buys whole SGDR
     cycles (1, 3, 7 ... epochs). Costs are per image for the whole process group (under torchrun
-    each rank takes ``1/world_size`` of the images).
+    each rank takes ``1/world_size`` of the images). ``tta_cost`` replaces the final TTA's estimate where
+    the caller knows better; ``setup_cost`` is paid once before the sweep (partial fine-tuning's maps);
+    ``sweep=False`` plans no lr_find sweep.
     """
     c_train, c_eval = float(seconds_per_image_train), float(seconds_per_image_eval)
     epoch_cost = n_trn * c_train + n_val * c_eval
-    tta_cost = n_val * (1 + n_tta) * c_eval
-    n_sweep = int(min(max(round(0.25 * available / max(bs * c_train, 1e-6)), 5), 20))
-    n_sweep = min(n_sweep, max(iters_per_epoch, 5) * 2)
+    tta_cost = n_val * (1 + n_tta) * c_eval if tta_cost is None else float(tta_cost)
+    left = float(available) - float(setup_cost)
+    n_sweep = int(min(max(round(0.25 * left / max(bs * c_train, 1e-6)), 5), 20))
+    n_sweep = min(n_sweep, max(iters_per_epoch, 5) * 2) if sweep else 0
     sweep_cost = n_sweep * bs * c_train
-    n_epochs_fit = int((available - tta_cost - sweep_cost) // max(epoch_cost, 1e-6)) if available > 0 else 0
+    n_epochs_fit = int((left - tta_cost - sweep_cost) // max(epoch_cost, 1e-6)) if left > 0 else 0
     cycles = sgdr_cycles(n_epochs_fit, max_cycles)
     return {"seconds_per_image_train": c_train, "seconds_per_image_eval": c_eval, "epoch_cost": epoch_cost,
             "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": available,
-            "cycles": cycles, "epochs": 2 ** cycles - 1, "world_size": world_size}
+            "cycles": cycles, "epochs": 2 ** cycles - 1, "world_size": world_size, "setup_cost": float(setup_cost)}
+
+
+def choose_fine_tuning(full: dict, partial: dict | None) -> dict:
+    """Of two :func:`plan_unfrozen` plans, the one to run: ``full`` (every layer group trains, on images)
+    unless ``partial`` (the late group and the head, on cached early-group maps) buys more SGDR cycles.
+    The chosen plan gets ``"mode"``: 'full', 'partial' or 'none' (no cycle fits either way).
+
+    >>> choose_fine_tuning({"cycles": 0}, {"cycles": 1})["mode"], choose_fine_tuning({"cycles": 1}, {"cycles": 1})["mode"]
+    ('partial', 'full')
+    >>> choose_fine_tuning({"cycles": 0}, None)["mode"], choose_fine_tuning({"cycles": 0}, {"cycles": 0})["mode"]
+    ('none', 'none')
+    """
+    if partial is not None and partial["cycles"] > full["cycles"]:
+        return {**partial, "mode": "partial"}
+    extra = {"partial_epoch_cost": partial["epoch_cost"]} if partial is not None and "epoch_cost" in partial else {}
+    return {**full, **extra, "mode": "full" if full["cycles"] > 0 else "none"}
 
 
 def affordable_aug_views(wanted: int, seconds_left: float, train_pass_seconds: float) -> int:

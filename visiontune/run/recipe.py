@@ -27,12 +27,13 @@ This is what ``visiontune train`` runs. The notes' "Overview of the Steps", and 
 Throughout, the weights with the lowest validation loss (any phase) are kept in
 ``best.safetensors`` and are the model that is evaluated (TTA) and exported.
 
-**Time.** Steps 1-4 cost seconds (a linear head on cached activations); steps 5-8 train the whole
-network, so they run only when their measured cost (one forward+backward step on 8 images, scaled to
-the sweep, the epochs and the final TTA) fits ``unfrozen_budget`` (default :data:`DEFAULT_UNFROZEN_BUDGET`
-= 30 s) or what ``budget`` leaves; a ``TimeBudget`` callback stops SGDR when the next epoch would not
-fit. ``fast=True`` runs steps 1-4 only. Every run ends with TTA, an exported model and a report. Why
-30 s, with the measurements: ``docs/scaling.md``, "The unfrozen budget".
+**Time.** Steps 1-4 cost seconds (a linear head on cached activations); steps 5-8 fine-tune, either
+the whole network on the images or (partial fine-tuning) the late layer group and the head on cached
+maps of the early group, whichever buys more epochs (:mod:`visiontune.run.fine_tune`). They run only
+when their measured cost (one training step, scaled to the sweep, the epochs and the final TTA) fits
+``unfrozen_budget`` (by default as long as the run so far) or what ``budget`` leaves; a ``TimeBudget``
+callback stops SGDR when the next epoch would not fit. ``fast=True`` runs steps 1-4 only. Every run ends
+with TTA, an exported model and a report. The measurements: ``docs/scaling.md``, "The unfrozen budget".
 
 **Resuming.** Every epoch writes ``checkpoint.pt`` (fit state) and every finished step is recorded
 in ``progress.json`` with the weights at that point (``weights_after_<step>.safetensors``). Ctrl-C raises

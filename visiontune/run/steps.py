@@ -13,16 +13,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..train import distributed
 from ..train.callbacks import EarlyStopping, TimeBudget
 from ..train.checkpoint import CheckpointMismatch, load_checkpoint
 from ..utils.seed import seed_everything
-from . import records
+from . import fine_tune, records
 from .config import TrainConfig
 from .folder import RunFolder
-from .plan import AUG_VIEWS_BELOW_PER_CLASS, affordable_aug_views, plan_unfrozen
+from .plan import AUG_VIEWS_BELOW_PER_CLASS, affordable_aug_views
 from .prepare import images_per_class
 from .progress import STEPS, Progress, in_words
 from .ranks import log, rank0_reads
@@ -247,66 +246,19 @@ def head_aug(ctx: RunContext):
 
 
 # ------------------------------------------------------------------------------------------------- 5-8: unfrozen
-def measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
-    """Seconds per image for one forward+backward (unfrozen, train mode) and one forward (eval).
-
-    Weights, BatchNorm statistics and RNG states are restored, so measuring changes nothing.
-    """
-    from ..train.loop import autocast_context, to_device
-
-    ds = learn.data.fix_dl.dataset
-    n = min(n, len(ds))
-    xs, ys = zip(*(ds[i] for i in range(n)))
-    x = learn.data.val_tfms.normalize(torch.stack(list(xs)))
-    y = torch.as_tensor(np.stack([np.asarray(v) for v in ys]))
-    state = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
-    with torch.random.fork_rng(devices=[]):
-        x = to_device(x, learn.device, learn.channels_last)
-        y = y.to(learn.device)
-
-        def train_step(xb, yb):
-            learn._set_train_mode()
-            with autocast_context(learn.device, learn.amp):
-                out = learn.model(xb)
-            learn.crit(out.float(), yb).backward()
-
-        train_step(x, y)  # warm-up: the first pass of a batch shape sets up kernels
-        t0 = time.perf_counter()
-        train_step(x, y)
-        c_train = (time.perf_counter() - t0) / n
-        learn.model.eval()
-        t0 = time.perf_counter()
-        with torch.no_grad(), autocast_context(learn.device, learn.amp):
-            learn.model(x)
-        c_eval = (time.perf_counter() - t0) / n
-    for p in learn.model.parameters():
-        p.grad = None
-    learn.model.load_state_dict(state)
-    return c_train, c_eval
-
-
 def _unfrozen_plan(ctx: RunContext) -> dict:
-    """The unfrozen phase's plan: measured once (one forward+backward step), then read back on --resume."""
-    cfg, st, learn, clock = ctx.cfg, ctx.st, ctx.learn, ctx.clock
+    """The unfrozen phase's plan: measured once (:func:`visiontune.run.fine_tune.measured_plan`), then read
+    back on --resume."""
+    cfg, st, clock = ctx.cfg, ctx.st, ctx.clock
     plan = st.choices.get("unfrozen_plan")
     if plan is not None:
         return plan
-    # with a budget already spent, not even the cost measurement (~1.5 s on 2 CPU cores) is worth running
+    # with a budget already spent, not even the cost measurement (~2 s on 2 CPU cores) is worth running
     if distributed.broadcast_object(cfg.budget is not None and clock.left() - ctx.reserve < MIN_UNFROZEN_S):
-        plan = {"cycles": 0, "epochs": 0, "available": clock.left() - ctx.reserve, "not_measured": True}
+        plan = {"cycles": 0, "epochs": 0, "available": clock.left() - ctx.reserve, "not_measured": True,
+                "mode": "none"}
     else:
-        learn.precompute = False
-        learn.unfreeze()
-        # seconds per image for the whole process group: under torchrun each rank takes 1/world of the images
-        # (training, validation, TTA); every rank measures at once, as it will train
-        world = distributed.world_size()
-        c_train, c_eval = (c / world for c in measure_step_cost(learn))
-        plan = plan_unfrozen(n_trn=len(ctx.data.trn_ds), n_val=len(ctx.data.val_ds), bs=cfg.bs,
-                             iters_per_epoch=len(ctx.data.trn_dl), seconds_per_image_train=c_train,
-                             seconds_per_image_eval=c_eval,
-                             available=(clock.left() - ctx.reserve) if cfg.budget is not None else cfg.unfrozen_budget,
-                             n_tta=cfg.resolved_tta(), max_cycles=cfg.max_cycles, world_size=world)
-        plan = distributed.broadcast_object(plan)  # rank 0's measurement and clock decide for all ranks
+        plan = distributed.broadcast_object(fine_tune.measured_plan(ctx))  # rank 0's clock decides for all
     st.choices["unfrozen_plan"] = plan
     ctx.folder.save_progress(st)
     return plan
@@ -321,8 +273,8 @@ def unfreeze(ctx: RunContext):
         return Skip(ctx.unfrozen_skip, quiet=True)
     plan = _unfrozen_plan(ctx)
     if not plan.get("not_measured"):
-        ctx.say(f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
-                f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
+        ctx.say(fine_tune.describe(plan))
+        ctx.lap("fine_tune_plan")  # the "unfreeze" lap that follows is partial fine-tuning's maps
     if plan["cycles"] == 0:
         if plan.get("not_measured"):
             why = f"{max(plan['available'], 0):.1f} s of the --budget left before the export; keeping the head-only model"
@@ -330,20 +282,20 @@ def unfreeze(ctx: RunContext):
             why = (f"one unfrozen epoch costs ~{plan['epoch_cost']:.0f} s (+ ~{plan['sweep_cost']:.0f} s lr_find, "
                    f"~{plan['tta_cost']:.0f} s TTA) and {max(plan['available'], 0):.0f} s are available "
                    f"({'--budget' if cfg.budget is not None else 'unfrozen_budget'}); keeping the head-only model")
+            if plan.get("mode") == "none" and "partial_epoch_cost" in plan:
+                why += f" (partial fine-tuning: ~{plan['partial_epoch_cost']:.0f} s per epoch did not fit either)"
         learn.freeze()
         learn.precompute = True
         ctx.say(f"skipped: steps 5-8, the unfrozen phase ({why})")
         ctx.unfrozen_skip = why
         return Skip(why, quiet=True)
-    learn.precompute = False
-    learn.unfreeze()
+    fine_tune.enter(learn, plan)
     return DONE
 
 
 def restore_unfreeze(ctx: RunContext) -> None:
     if "unfreeze" in ctx.st.completed:
-        ctx.learn.precompute = False
-        ctx.learn.unfreeze()
+        fine_tune.enter(ctx.learn, ctx.st.choices["unfrozen_plan"])
     else:
         ctx.unfrozen_skip = ctx.st.skip_reason("unfreeze")
 
@@ -361,6 +313,12 @@ def lr_find_unfrozen(ctx: RunContext):
     if ctx.unfrozen_skip:
         return Skip(ctx.unfrozen_skip, quiet=True)
     cfg, st, lr, f = ctx.cfg, ctx.st, ctx.st.choices["lr"], ctx.cfg.lr_ratio
+    if st.choices["unfrozen_plan"].get("mode") == "partial":
+        st.choices["lr_unfrozen"] = lr * f
+        why = (f"partial fine-tuning: the late group trains at step 2's rate ({lr:.3g}), the head {f:g}x faster "
+               f"({lr * f:.3g}); see fine_tune.PARTIAL_RATES")
+        ctx.say(f"skipped: lr_find unfrozen ({why})")
+        return Skip(why, quiet=True)
     seed_everything(cfg.seed + STEPS.index("lr_find_unfrozen"))
     ratios = np.array([1 / f**2, 1 / f, 1.0])
     sched = ctx.learn.lr_find(start_lr=ratios * lr / 100, end_lr=ratios * lr * 10,
@@ -370,6 +328,13 @@ def lr_find_unfrozen(ctx: RunContext):
     ctx.lr_find_record("unfrozen", sched, lr2, f"{sched.rule}; clipped to [lr/10, lr] = [{lr / 10:.3g}, {lr:.3g}]")
     st.choices["lr_unfrozen"] = lr2
     return DONE
+
+
+def restore_lr_unfrozen(ctx: RunContext) -> None:
+    """A skipped step 7 (partial fine-tuning) still chose the rate step 8 uses."""
+    plan = ctx.st.choices.get("unfrozen_plan") or {}
+    if plan.get("mode") == "partial" and "lr_unfrozen" not in ctx.st.choices:
+        ctx.st.choices["lr_unfrozen"] = ctx.st.choices["lr"] * ctx.cfg.lr_ratio
 
 
 def _unfrozen_rates(ctx: RunContext) -> np.ndarray:
@@ -418,8 +383,9 @@ RECIPE: tuple[Step, ...] = (
         lambda ctx: f"differential learning rates (each group {ctx.cfg.lr_ratio:g}x lower than the next)"),
         differential_lrs),
     Step("lr_find_unfrozen", 7, _unfrozen_title(
-        lambda ctx: f"lr_find again, unfrozen ({ctx.st.choices['unfrozen_plan']['sweep_iters']} iterations)"),
-        lr_find_unfrozen),
+        lambda ctx: f"lr_find again, unfrozen ({ctx.st.choices['unfrozen_plan']['sweep_iters']} iterations)"
+        if ctx.st.choices["unfrozen_plan"].get("mode") != "partial" else "lr_find again (not for partial fine-tuning)"),
+        lr_find_unfrozen, restore=restore_lr_unfrozen),
     Step("sgdr_unfrozen", 8, _unfrozen_title(
         lambda ctx: f"SGDR cycle_len=1 cycle_mult=2, {ctx.st.choices['unfrozen_plan']['cycles']} cycle(s), rates "
                     + ", ".join(f"{v:.2g}" for v in _unfrozen_rates(ctx))), sgdr_unfrozen, saves_weights=True),

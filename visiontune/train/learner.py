@@ -11,7 +11,8 @@ class plus ``interpret()``, which needs the report layer above ``train``:
 Layer groups: ``[early body, late body, head]``; ``freeze()`` trains the head only, ``unfreeze()`` all;
 the BatchNorm policy is :mod:`visiontune.train.freezing`'s. With ``precompute=True`` ``fit`` trains the
 head on cached body activations (:mod:`visiontune.train.activations`); ``learn.precompute = False``
-trains on augmented images, with the same head.
+trains on augmented images, with the same head; ``learn.cache_early = True`` (partial fine-tuning) trains
+the late group and the head on cached maps of the frozen early group (:mod:`visiontune.train.early_maps`).
 
 The learner is a facade; the work is done in ``train/``'s modules: ``freezing``,
 ``activations``, ``loaders``, ``epoch`` (fit's and lr_find's epochs), ``lr_find``, ``evaluation``,
@@ -42,6 +43,7 @@ from . import distributed, freezing
 from . import lr_find as lr_sweep
 from .activations import ActivationStore, split_dataset
 from .callbacks import Callback
+from .early_maps import EarlyMaps
 from .epoch import EpochRunner
 from .evaluation import (
     average_views,
@@ -112,7 +114,9 @@ class Learner:
         self._n_frozen = 0
         self._warned_precompute_unfreeze = False
         self._store = ActivationStore(self)  # activations, their cache keys and the forward engines
-        self._epochs = EpochRunner(self, self._store, self._loaders)  # fit's and lr_find's epochs
+        self._early = EarlyMaps(self)  # the early group's output maps (cache_early)
+        self._cache_early = False
+        self._epochs = EpochRunner(self, self._store, self._loaders, self._early)  # fit's and lr_find's epochs
         self.models_path = Path(models_path) if models_path else writable_models_path(Path(data.path))
         self.model.to(self.device)
         if self.channels_last:
@@ -201,7 +205,24 @@ class Learner:
     def precompute(self, value: bool) -> None:
         if value:
             self.save_fc1()
+            self._cache_early = False
         self._precompute = bool(value)
+
+    @property
+    def cache_early(self) -> bool:
+        """Partial fine-tuning (:mod:`visiontune.train.early_maps`): ``fit`` trains the late group and the head
+        on cached output maps of the frozen early group. Setting it freezes the early group (``freeze_to(1)``)
+        and turns ``precompute`` off; ``freeze``, ``unfreeze`` or ``precompute = True`` end it."""
+        return self._cache_early and self._n_frozen == 1 and not self._precompute
+
+    @cache_early.setter
+    def cache_early(self, value: bool) -> None:
+        if value:
+            self.freeze_to(1)
+            self._precompute = False
+            self._early.get("train")
+            self._early.get("valid")
+        self._cache_early = bool(value)
 
     @property
     def _engines(self) -> dict:
@@ -279,6 +300,8 @@ class Learner:
         y = np.asarray(self.data.val_y if split == "valid" else np.zeros(len(ds), dtype=np.int64))
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split)), y
+        if self.cache_early and split == "valid":
+            return self._early.outputs(split), y
         return self._predict_images(self.data.val_dl if split == "valid" else self.data.test_dl), y
 
     def _predict_images(self, loader) -> np.ndarray:
@@ -427,6 +450,7 @@ class Learner:
         self.data = data
         self._acts.clear()
         self._engines.clear()
+        self._early.clear()
         self.freeze()
         if self.precompute:
             self.save_fc1()

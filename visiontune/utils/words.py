@@ -14,12 +14,12 @@ STEP_WORDS = {
     "unfreeze": "unfreeze",
     "differential_lrs": "differential learning rates",
     "lr_find_unfrozen": "lr_find, unfrozen",
-    "sgdr_unfrozen": "SGDR, whole network",
+    "sgdr_unfrozen": "SGDR, fine-tuning",
 }
 PHASE_WORDS = {
     "head_precompute": "head, precomputed activations",
     "head_aug": "head, augmented views",
-    "unfrozen": "whole network (unfrozen)",
+    "unfrozen": "fine-tuned (steps 5-8: whole network, or late group and head)",
 }
 LAP_WORDS = {
     "startup": "start-up (Python, imports)",

@@ -1,0 +1,168 @@
+"""Steps 5-8's plan: what fine-tuning the measured costs afford, and the learner put in that state.
+
+Two ways to fine-tune, both measured on a batch before choosing (:func:`visiontune.run.plan.choose_fine_tuning`):
+
+- **full**: every layer group trains on the images (a forward and backward pass of the whole body per
+  image and epoch); what a GPU affords;
+- **partial**: the early layer group stays frozen, its output maps are computed once
+  (:mod:`visiontune.train.early_maps`), and the late group and the head train on them. On 2 CPU cores at
+  224 px an epoch costs ~1/5 of a full one (efficientnet_lite0 on cifar10_6k: ~46 s against ~230 s).
+
+Without ``--budget`` the phase may take ``unfrozen_budget`` seconds, by default as long as the run so far
+(so the whole run takes at most about twice the head-only model's time); with ``--budget`` whatever it leaves.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..train import distributed
+from .plan import choose_fine_tuning, default_tta_views, plan_unfrozen
+
+PARTIAL_RATES = """Partial fine-tuning skips step 7's sweep: the late group trains at step 2's head rate, the head
+lr_ratio (3) times faster. Measured on cifar10_6k (head at 1e-3, one epoch of partial fine-tuning, head-only
+accuracy 0.778): the unfrozen sweep's choice (20 noisy batches, min_loss/10, clipped to [lr/10, lr]: 1e-4)
+0.796; head at 1e-3 0.803; head at 3e-3 (this rule) 0.815. The sweep itself cost 11 s of a 105 s run."""
+
+MIN_UNFROZEN_BUDGET_S = 10.0
+"""Without --budget, the unfrozen phase gets at least this much (the run so far may be shorter)."""
+
+
+def measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
+    """Seconds per image for one forward+backward (unfrozen, train mode) and one forward (eval).
+
+    Weights, BatchNorm statistics and RNG states are restored, so measuring changes nothing.
+    """
+    from ..train.loop import autocast_context, to_device
+
+    ds = learn.data.fix_dl.dataset
+    n = min(n, len(ds))
+    xs, ys = zip(*(ds[i] for i in range(n)))
+    x = learn.data.val_tfms.normalize(torch.stack(list(xs)))
+    y = torch.as_tensor(np.stack([np.asarray(v) for v in ys]))
+    x = to_device(x, learn.device, learn.channels_last)
+    return _time_steps(learn, learn.model, x, y.to(learn.device), autocast_context(learn.device, learn.amp))
+
+
+def measure_late_step_cost(learn, n: int = 16) -> tuple[float, float]:
+    """Seconds per image for one training step and one evaluation of the late group and the head on
+    early-group maps (random maps of the right shape: the cost does not depend on their values)."""
+    from ..train.early_maps import early_late
+    from ..train.loop import autocast_context, to_device
+
+    early, late = early_late(learn.body)
+    sz = learn.data.sz
+    with torch.no_grad():
+        early.eval()
+        shape = early(torch.zeros(1, 3, sz, sz, device=learn.device)).shape[1:]
+    n = min(n, max(len(learn.data.trn_ds), 1))
+    x = to_device(torch.randn(n, *shape), learn.device, learn.channels_last)
+    y = torch.as_tensor(np.asarray(learn.data.trn_y)[np.arange(n) % max(len(learn.data.trn_y), 1)]).to(learn.device)
+    model = torch.nn.Sequential(late, learn.pool, learn.head)
+    return _time_steps(learn, model, x, y, autocast_context(learn.device, learn.amp))
+
+
+def _time_steps(learn, model, x, y, autocast) -> tuple[float, float]:
+    n = len(x)
+    state = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        def train_step():
+            learn._set_train_mode()
+            with autocast:
+                out = model(x)
+            learn.crit(out.float(), y).backward()
+
+        train_step()  # warm-up: the first pass of a batch shape sets up kernels
+        t0 = time.perf_counter()
+        train_step()
+        c_train = (time.perf_counter() - t0) / n
+        model.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad(), autocast:
+            model(x)
+        c_eval = (time.perf_counter() - t0) / n
+    for p in learn.model.parameters():
+        p.grad = None
+    learn.model.load_state_dict(state)
+    return c_train, c_eval
+
+
+def available_seconds(ctx) -> float:
+    """Seconds for steps 5-8: what --budget leaves, else ``unfrozen_budget``, by default the run so far."""
+    cfg, clock = ctx.cfg, ctx.clock
+    if cfg.budget is not None:
+        return clock.left() - ctx.reserve
+    if cfg.unfrozen_budget is not None:
+        return float(cfg.unfrozen_budget)
+    return max(MIN_UNFROZEN_BUDGET_S, clock.elapsed())
+
+
+def measured_plan(ctx) -> dict:
+    """Measure both ways of fine-tuning and plan the one that buys more (see the module docstring)."""
+    cfg, st, learn, data = ctx.cfg, ctx.st, ctx.learn, ctx.data
+    n_trn, n_val, world = len(data.trn_ds), len(data.val_ds), distributed.world_size()
+    available = available_seconds(ctx)
+    # the final TTA: one fp32 pass over the validation images per view (measured in step 1)
+    per_view = float(st.choices.get("seconds_per_valid_pass", 0.0))
+    n_views = cfg.tta if cfg.tta is not None else default_tta_views(cfg.resolved_tta(), per_view, ctx.clock.elapsed())
+    common = dict(n_trn=n_trn, n_val=n_val, available=available, n_tta=n_views,
+                  max_cycles=cfg.max_cycles, world_size=world)
+    learn.precompute = False
+    learn.unfreeze()
+    # seconds per image for the whole process group: under torchrun each rank takes 1/world of the images
+    c_train, c_eval = (c / world for c in measure_step_cost(learn))
+    full = plan_unfrozen(bs=cfg.bs, iters_per_epoch=len(data.trn_dl), seconds_per_image_train=c_train,
+                         seconds_per_image_eval=c_eval, tta_cost=(1 + n_views) * per_view, **common)
+    partial = None
+    if _can_cache_early(learn):
+        from ..train.early_maps import MIN_BATCH
+
+        c_train, c_eval = measure_late_step_cost(learn)
+        # the maps' pass costs at most a pass of the whole body over the training and validation images (step
+        # 1's, or where its activations came from the on-disk cache, the measured forward of the model)
+        setup = float(st.choices.get("seconds_per_train_pass", 0.0)) + per_view
+        if setup < 0.05 * (n_trn + n_val) * full["seconds_per_image_eval"]:
+            setup = (n_trn + n_val) * full["seconds_per_image_eval"]
+        bs = max(MIN_BATCH, cfg.bs)
+        partial = plan_unfrozen(bs=bs, iters_per_epoch=max(n_trn // bs, 1), seconds_per_image_train=c_train,
+                                seconds_per_image_eval=c_eval, tta_cost=n_views * per_view, setup_cost=setup,
+                                sweep=False, **common)
+        partial["full_epoch_cost"] = full["epoch_cost"]
+    return choose_fine_tuning(full, partial)
+
+
+def _can_cache_early(learn) -> bool:
+    """Partial fine-tuning needs a body that runs as its two groups in sequence, and maps that fit in memory."""
+    from ..data.checks import available_memory
+    from ..train.early_maps import MAPS_MEMORY_SHARE, early_late, map_bytes
+
+    try:
+        early_late(learn.body)
+    except ValueError:
+        return False
+    n = len(learn.data.trn_ds) + len(learn.data.val_ds)
+    need = n * map_bytes(learn.body, learn.data.sz) * 2  # validation maps are kept in float32
+    avail = available_memory()
+    return avail is None or need <= MAPS_MEMORY_SHARE * avail
+
+
+def enter(learn, plan: dict) -> None:
+    """Put the learner in the plan's state: every group training on images, or the late group on maps."""
+    if plan.get("mode") == "partial":
+        learn.cache_early = True
+    else:
+        learn.precompute = False
+        learn.unfreeze()
+
+
+def describe(plan: dict) -> str:
+    """One line: what the plan trains, what it costs and what it buys."""
+    if plan.get("mode") == "partial":
+        return (f"partial fine-tuning (the late layer group and the head, on cached early-group maps): "
+                f"~{plan['setup_cost']:.0f} s for the maps, ~{plan['epoch_cost']:.1f} s per epoch (a full unfrozen "
+                f"epoch: ~{plan['full_epoch_cost']:.0f} s), {plan['available']:.0f} s available -> "
+                f"{plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
+    return (f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
+            f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
