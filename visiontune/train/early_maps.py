@@ -67,8 +67,9 @@ class EarlyMaps:
 
     def __init__(self, learner):
         self.learner = learner
-        self.maps: dict[str, torch.Tensor] = {}  # split -> (N, C, h, w) bfloat16
+        self.maps: dict[str, torch.Tensor] = {}  # split -> (N, C, h, w): train bfloat16, valid float32
         self._digest: str | None = None
+        self._memo: tuple | None = None  # (cheap weights key, digest) of the early group
         self._parts: tuple | None = None
 
     def parts(self) -> tuple[nn.Sequential, nn.Sequential]:
@@ -85,13 +86,21 @@ class EarlyMaps:
         self.maps.clear()
         self._digest = None
 
-    def get(self, split: str) -> torch.Tensor:
-        """The maps of ``split`` ('train' or 'valid'), computed once per early-group weights."""
+    def _early_digest(self, early: nn.Module) -> str:
+        """The early group's weights digest, rehashed only when a tensor changed (as ActivationStore does)."""
+        from ..features.engines_base import _weights_key
         from ..models.digest import weights_digest
 
+        key = _weights_key(early)
+        if self._memo is None or self._memo[0] != key:
+            self._memo = (key, weights_digest(early))
+        return self._memo[1]
+
+    def get(self, split: str) -> torch.Tensor:
+        """The maps of ``split`` ('train' or 'valid'), computed once per early-group weights."""
         learn = self.learner
         early, _ = self.parts()
-        digest = weights_digest(early)
+        digest = self._early_digest(early)
         if digest != self._digest:
             self.maps.clear()
             self._digest = digest
