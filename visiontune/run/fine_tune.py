@@ -46,22 +46,15 @@ def measure_step_cost(learn, n: int = 8) -> tuple[float, float]:
     return _time_steps(learn, learn.model, x, y.to(learn.device), autocast_context(learn.device, learn.amp))
 
 
-def measure_late_step_cost(learn, n: int = 16) -> tuple[float, float]:
+def measure_late_step_cost(learn, shape: tuple[int, ...], n: int = 16) -> tuple[float, float]:
     """Seconds per image for one training step and one evaluation of the late group and the head on
-    early-group maps (random maps of the right shape: the cost does not depend on their values)."""
-    from ..train.early_maps import early_late
+    early-group maps of ``shape`` (random maps: the cost does not depend on their values)."""
     from ..train.loop import autocast_context, to_device
 
-    early, late = early_late(learn.body)
-    sz = learn.data.sz
-    with torch.no_grad():
-        early.eval()
-        shape = early(torch.zeros(1, 3, sz, sz, device=learn.device)).shape[1:]
     n = min(n, max(len(learn.data.trn_ds), 1))
     x = to_device(torch.randn(n, *shape), learn.device, learn.channels_last)
     y = torch.as_tensor(np.asarray(learn.data.trn_y)[np.arange(n) % max(len(learn.data.trn_y), 1)]).to(learn.device)
-    model = torch.nn.Sequential(late, learn.pool, learn.head)
-    return _time_steps(learn, model, x, y, autocast_context(learn.device, learn.amp))
+    return _time_steps(learn, learn._early.late_model(), x, y, autocast_context(learn.device, learn.amp))
 
 
 def _time_steps(learn, model, x, y, autocast) -> tuple[float, float]:
@@ -116,34 +109,40 @@ def measured_plan(ctx) -> dict:
     full = plan_unfrozen(bs=cfg.bs, iters_per_epoch=len(data.trn_dl), seconds_per_image_train=c_train,
                          seconds_per_image_eval=c_eval, tta_cost=(1 + n_views) * per_view, **common)
     partial = None
-    if _can_cache_early(learn):
-        from ..train.early_maps import MIN_BATCH
-
-        c_train, c_eval = measure_late_step_cost(learn)
+    shape = _early_map_shape(learn)
+    if shape is not None and _maps_fit_in_memory(learn, shape):
+        c_train, c_eval = measure_late_step_cost(learn, shape)
         # the maps' pass costs at most a pass of the whole body over the training and validation images (step
         # 1's, or where its activations came from the on-disk cache, the measured forward of the model)
         setup = float(st.choices.get("seconds_per_train_pass", 0.0)) + per_view
         if setup < 0.05 * (n_trn + n_val) * full["seconds_per_image_eval"]:
             setup = (n_trn + n_val) * full["seconds_per_image_eval"]
-        bs = max(MIN_BATCH, cfg.bs)
-        partial = plan_unfrozen(bs=bs, iters_per_epoch=max(n_trn // bs, 1), seconds_per_image_train=c_train,
+        # the maps' batches and epochs as EarlyMaps will draw them
+        partial = plan_unfrozen(bs=learn._early.bs, iters_per_epoch=learn._early.iters_per_epoch(),
+                                seconds_per_image_train=c_train,
                                 seconds_per_image_eval=c_eval, tta_cost=n_views * per_view, setup_cost=setup,
                                 sweep=False, **common)
         partial["full_epoch_cost"] = full["epoch_cost"]
     return choose_fine_tuning(full, partial)
 
 
-def _can_cache_early(learn) -> bool:
-    """Partial fine-tuning needs a body that runs as its two groups in sequence, and maps that fit in memory."""
-    from ..data.checks import available_memory
-    from ..train.early_maps import MAPS_MEMORY_SHARE, early_late, map_bytes
+def _early_map_shape(learn) -> tuple[int, ...] | None:
+    """The early group's map shape, or ``None`` where the body does not run as its two groups in sequence."""
+    from ..train.early_maps import map_shape
 
     try:
-        early_late(learn.body)
+        early, _ = learn._early.parts()  # the split, checked once per body
     except ValueError:
-        return False
-    n = len(learn.data.trn_ds) + len(learn.data.val_ds)
-    need = n * map_bytes(learn.body, learn.data.sz) * 2  # validation maps are kept in float32
+        return None
+    return map_shape(early, learn.data.sz)
+
+
+def _maps_fit_in_memory(learn, shape: tuple[int, ...]) -> bool:
+    """The maps fit in a share of the free memory (counted at 4 bytes a value: the validation maps are float32)."""
+    from ..data.checks import available_memory
+    from ..train.early_maps import MAPS_MEMORY_SHARE
+
+    need = int(np.prod(shape)) * 4 * (len(learn.data.trn_ds) + len(learn.data.val_ds))
     avail = available_memory()
     return avail is None or need <= MAPS_MEMORY_SHARE * avail
 

@@ -330,13 +330,6 @@ def lr_find_unfrozen(ctx: RunContext):
     return DONE
 
 
-def restore_lr_unfrozen(ctx: RunContext) -> None:
-    """A skipped step 7 (partial fine-tuning) still chose the rate step 8 uses."""
-    plan = ctx.st.choices.get("unfrozen_plan") or {}
-    if plan.get("mode") == "partial" and "lr_unfrozen" not in ctx.st.choices:
-        ctx.st.choices["lr_unfrozen"] = ctx.st.choices["lr"] * ctx.cfg.lr_ratio
-
-
 def _unfrozen_rates(ctx: RunContext) -> np.ndarray:
     f, lr2 = ctx.cfg.lr_ratio, ctx.st.choices["lr_unfrozen"]
     return np.array([lr2 / f**2, lr2 / f, lr2])
@@ -385,7 +378,7 @@ RECIPE: tuple[Step, ...] = (
     Step("lr_find_unfrozen", 7, _unfrozen_title(
         lambda ctx: f"lr_find again, unfrozen ({ctx.st.choices['unfrozen_plan']['sweep_iters']} iterations)"
         if ctx.st.choices["unfrozen_plan"].get("mode") != "partial" else "lr_find again (not for partial fine-tuning)"),
-        lr_find_unfrozen, restore=restore_lr_unfrozen),
+        lr_find_unfrozen),
     Step("sgdr_unfrozen", 8, _unfrozen_title(
         lambda ctx: f"SGDR cycle_len=1 cycle_mult=2, {ctx.st.choices['unfrozen_plan']['cycles']} cycle(s), rates "
                     + ", ".join(f"{v:.2g}" for v in _unfrozen_rates(ctx))), sgdr_unfrozen, saves_weights=True),

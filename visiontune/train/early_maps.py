@@ -50,15 +50,15 @@ def early_late(body) -> tuple[nn.Sequential, nn.Sequential]:
     return early_seq, late_seq
 
 
-def map_bytes(body, size: int) -> int:
-    """Bytes of one image's early-group map at ``size`` px in bfloat16 (the training maps; validation: twice)."""
-    early, _ = early_late(body)
+def map_shape(early: nn.Module, size: int) -> tuple[int, ...]:
+    """(C, h, w) of the early group's output map for one ``size`` px image (the group's modes are kept)."""
+    modes = [m.training for m in early.modules()]
+    early.eval()
     with torch.no_grad():
-        was_training = body.training
-        body.eval()
-        shape = early(torch.zeros(1, 3, size, size, device=next(body.parameters()).device)).shape
-        body.train(was_training)
-    return int(np.prod(shape[1:])) * 2
+        shape = early(torch.zeros(1, 3, size, size, device=next(early.parameters()).device)).shape[1:]
+    for m, mode in zip(early.modules(), modes):
+        m.training = mode
+    return tuple(int(v) for v in shape)
 
 
 class EarlyMaps:
