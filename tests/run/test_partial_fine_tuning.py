@@ -47,6 +47,7 @@ def test_partial_fine_tuning_is_planned_said_and_run(partial_run):
     plan = progress["choices"]["unfrozen_plan"]
     assert plan["mode"] == "partial" and plan["cycles"] == 1 and plan["sweep_iters"] == 0
     assert plan["full_epoch_cost"] > plan["epoch_cost"]
+    assert plan["setup_cost"] == 0.0  # step 1 computed the activations through the early group's maps and kept them
     skipped = {s["step"]: s["reason"] for s in progress["skipped"]}
     assert "lr_find_unfrozen" in skipped and "partial fine-tuning" in skipped["lr_find_unfrozen"]
     assert "sgdr_unfrozen" in result.steps and "sgdr_unfrozen" not in skipped
@@ -65,9 +66,13 @@ def test_partial_fine_tuning_changes_the_late_group_only(partial_run):
     after = load_checkpoint(run / "checkpoint.pt")["model"]
     late = ("body.model.blocks.5", "body.model.blocks.6", "body.model.conv_head", "body.model.bn2")
     early = [k for k in pretrained if not k.startswith(late)]
-    late_convs = [k for k in pretrained if k.startswith(late) and pretrained[k].dim() == 4]
-    assert len(early) > 100 and len(late_convs) >= 10
-    assert all(torch.equal(pretrained[k], after[k]) for k in early)
+    # kept as pretrained too (early_maps.keep_pretrained): the late group's depthwise kernels and its first expansion
+    kept = [k for k in pretrained if k.startswith(late) and ("conv_dw" in k or k.startswith("body.model.blocks.5.0.conv_pw.")
+                                                            or k.startswith("body.model.blocks.5.0.bn1"))]
+    late_convs = [k for k in pretrained if k.startswith(late) and pretrained[k].dim() == 4 and k not in kept]
+    assert len(early) > 100 and len(late_convs) >= 10 and len(kept) >= 6
+    changed = [k for k in early + kept if not torch.equal(pretrained[k], after[k])]
+    assert not changed
     assert all(not torch.equal(pretrained[k], after[k]) for k in late_convs)
 
 

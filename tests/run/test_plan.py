@@ -8,6 +8,7 @@ from visiontune.run.plan import (
     affordable_tta_views,
     choose_fine_tuning,
     plan_unfrozen,
+    sgdr_cycle_len,
     sgdr_cycles,
 )
 
@@ -18,6 +19,12 @@ def test_sgdr_cycles_fit_whole_cycles_of_1_2_4_epochs(epochs, max_cycles, want):
     assert sgdr_cycles(epochs, max_cycles) == want
 
 
+@pytest.mark.parametrize("epochs,cycles,max_cycles,want", [(1, 1, 3, 1), (2, 1, 3, 2), (5, 2, 3, 1), (6, 2, 3, 2),
+                                                          (100, 3, 3, 1), (100, 1, 1, 1), (0, 0, 3, 1)])
+def test_sgdr_cycle_len_spends_the_epochs_left_over_on_longer_cycles(epochs, cycles, max_cycles, want):
+    assert sgdr_cycle_len(epochs, cycles, max_cycles) == want
+
+
 def test_unfrozen_plan_spends_what_is_left_after_tta_and_the_sweep_on_whole_cycles():
     kw = dict(n_trn=1000, n_val=200, bs=32, iters_per_epoch=32, seconds_per_image_train=0.05,
               seconds_per_image_eval=0.01, n_tta=4, max_cycles=3)
@@ -25,7 +32,10 @@ def test_unfrozen_plan_spends_what_is_left_after_tta_and_the_sweep_on_whole_cycl
     # epoch 1000*0.05 + 200*0.01 = 52 s; TTA 200*5*0.01 = 10 s; sweep round(75/1.6)=47 -> 20 batches = 32 s
     assert plan == {"seconds_per_image_train": 0.05, "seconds_per_image_eval": 0.01, "epoch_cost": 52.0,
                     "sweep_iters": 20, "sweep_cost": 32.0, "tta_cost": 10.0, "available": 300.0,
-                    "cycles": 2, "epochs": 3, "world_size": 1, "setup_cost": 0.0}  # (300-10-32)//52 = 4 epochs -> 1+2
+                    "cycles": 2, "cycle_len": 1, "epochs": 3, "world_size": 1,
+                    "setup_cost": 0.0}  # (300-10-32)//52 = 4 epochs -> 1+2
+    two = plan_unfrozen(available=146.0, **kw)  # (146-10-32)//52 = 2 epochs: one cycle, two epochs long
+    assert (two["cycles"], two["cycle_len"], two["epochs"]) == (1, 2, 2)
     assert plan_unfrozen(available=30.0, **kw)["cycles"] == 0  # the CPU default: nothing fits
     assert plan_unfrozen(available=-5.0, **kw)["cycles"] == 0
     small = plan_unfrozen(available=1e6, **{**kw, "iters_per_epoch": 2})

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from visiontune.train.early_maps import early_late
+from visiontune.train.early_maps import depthwise_convs, early_late, keep_pretrained
 
 
 def _params(modules):
@@ -24,7 +24,15 @@ def test_partial_fine_tuning_changes_the_late_group_and_not_the_early_one(make_l
 
     early_after, late_after, head_after = _params(early), _params(late), _params(head)
     assert all(torch.equal(a, b) for a, b in zip(early_before, early_after))
-    convs = [i for i, p in enumerate(late_before) if p.dim() == 4]  # every convolution of the late group
+    # the late group: its depthwise kernels and what runs before the first of them are kept (keep_pretrained);
+    # every other convolution trains
+    names = [n for n, _ in learn.body.model.named_parameters() if n.startswith(("blocks.5", "blocks.6", "conv_head", "bn2"))]
+    assert len(names) == len(late_before)
+    kept = {n for n in names if "conv_dw" in n} | {"blocks.5.0.conv_pw.weight", "blocks.5.0.bn1.weight",
+                                                   "blocks.5.0.bn1.bias"}
+    assert len(kept) == 8  # 5 depthwise kernels (blocks.5.0-3, blocks.6.0) and the first expansion with its BatchNorm
+    assert all(torch.equal(b, a) for n, b, a in zip(names, late_before, late_after) if n in kept)
+    convs = [i for i, (n, p) in enumerate(zip(names, late_before)) if p.dim() == 4 and n not in kept]
     assert len(convs) >= 10 and all(not torch.equal(late_before[i], late_after[i]) for i in convs)
     assert any(not torch.equal(a, b) for a, b in zip(head_before, head_after))
     # BatchNorm running statistics of the late group are kept (bn_freeze, the default)
@@ -72,3 +80,18 @@ def test_a_body_that_is_not_its_groups_in_sequence_is_refused(make_learner):
             early_late(body)
     finally:
         del body.model.forward_features
+
+
+def test_keep_pretrained_stops_the_backward_pass_at_the_first_depthwise_convolution():
+    """Depthwise kernels and everything registered before the first of them lose their gradients; a group
+    without depthwise convolutions (a ResNet's) trains whole."""
+    from torch import nn
+
+    late = nn.Sequential(nn.Conv2d(4, 8, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1),
+                         nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 4, 3))
+    assert depthwise_convs(late) == [late[2], late[4]]
+    kept = keep_pretrained(late)
+    assert [p.requires_grad for p in late.parameters()] == [False] * 6 + [True, True, False, False, True, True]
+    assert len(kept) == 8  # 6 up to the first depthwise (its bias included) + the second's weight and bias
+    plain = nn.Sequential(nn.Conv2d(4, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, groups=2))  # grouped, not depthwise
+    assert keep_pretrained(plain) == [] and all(p.requires_grad for p in plain.parameters())

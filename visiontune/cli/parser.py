@@ -37,7 +37,7 @@ The recipe (fastai lesson 1-2's "Overview of the Steps"):
   3 head on precomputed activations (--head-epochs, 2)
   4 head with augmentation, cycle_len=1 (--aug-epochs, 3)
   5 unfreeze      6 rates lr/f^2, lr/f, lr (--lr-ratio f, 3)      7 lr_find again
-  8 SGDR cycle_len=1 cycle_mult=2 until the validation loss stops improving (--max-cycles 3)
+  8 SGDR cycle_mult=2 (cycle_len=1, or longer where spare epochs fit) until the validation loss stops improving (--max-cycles 3)
 Steps 5-8 fine-tune the whole network, or (partial fine-tuning, where it buys more epochs) the late
 layer group and the head on cached early-group maps; they run only when they fit: --unfrozen-budget
 seconds (default: as long as steps 1-4 took) or what --budget leaves. The weights with the lowest
@@ -191,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--budget", type=_limit_type("budget", unit=" s (a week)"), metavar="SECONDS",
                    help="total time budget: the best model that fits (at most a week)")
     m.add_argument("--unfrozen-budget", type=_limit_type("unfrozen_budget", unit=" s (a week)"), default=D("unfrozen_budget"), metavar="SECONDS",
-                   help="seconds for steps 5-8 (fine-tuning) when --budget is not given (default: as long as the "
-                        "run so far, so the whole run takes at most about twice the head-only model's time)")
+                   help="seconds for steps 5-8 (fine-tuning) and the final TTA when --budget is not given (default: "
+                        "as long as the head-only run would take in whole, so the whole run takes at most about "
+                        "twice the head-only model's time)")
     m.add_argument("--lr", type=_limit_type("lr"), help="head learning rate (default: chosen by lr_find)")
     m.add_argument("--lr-ratio", type=_limit_type("lr_ratio", lo_open=False), default=D("lr_ratio"),
                    help=f"each layer group this much lower than the next ({D('lr_ratio'):g})")

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..imaging.views import MAX_TTA_VIEWS, VIEW_NAMES
 
 DEFAULT_UNFROZEN_BUDGET = None
-"""Steps 5-8's seconds without --budget: ``None`` is as long as the run so far (run/fine_tune.py)."""
+"""Steps 5-8's seconds without --budget: ``None`` is as long as the head-only run would take in whole: the run so
+far and its final TTA (run/fine_tune.py)."""
 
 # The bounds of every numeric option (the CLI's argparse types and ``validate`` use these): a value past
 # them is a typo or an attack, refused before any work starts (issue 17, item 10).
@@ -65,7 +66,7 @@ class TrainConfig:
     out: str | None = None
     fast: bool = False
     budget: float | None = None  # total seconds for the run
-    unfrozen_budget: float | None = DEFAULT_UNFROZEN_BUDGET  # seconds for steps 5-8 without budget (None: the run so far)
+    unfrozen_budget: float | None = DEFAULT_UNFROZEN_BUDGET  # seconds for steps 5-8 without budget (None: the head-only run's)
     multi_label: bool = False
     regression: bool = False
     seed: int = 42

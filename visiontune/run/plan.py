@@ -30,6 +30,19 @@ def sgdr_cycles(n_epochs_fit: int, max_cycles: int) -> int:
     return n
 
 
+def sgdr_cycle_len(n_epochs_fit: int, cycles: int, max_cycles: int) -> int:
+    """``cycle_len`` for ``cycles`` SGDR cycles (``cycle_mult=2``: ``cycle_len * (2**cycles - 1)`` epochs): 1,
+    or 2 where time (not ``max_cycles``) stopped the cycles and two-epoch cycles fit in ``n_epochs_fit``, so
+    the epochs left over lengthen the cycles rather than go unused.
+
+    >>> sgdr_cycle_len(2, 1, 3), sgdr_cycle_len(5, 2, 3), sgdr_cycle_len(6, 2, 3), sgdr_cycle_len(100, 1, 1)
+    (2, 1, 2, 1)
+    """
+    if cycles == 0 or cycles >= max_cycles:
+        return 1
+    return 2 if 2 * (2 ** cycles - 1) <= n_epochs_fit else 1
+
+
 def plan_unfrozen(*, n_trn: int, n_val: int, bs: int, iters_per_epoch: int, seconds_per_image_train: float,
                   seconds_per_image_eval: float, available: float, n_tta: int, max_cycles: int,
                   world_size: int = 1, tta_cost: float | None = None, setup_cost: float = 0.0,
@@ -39,7 +52,7 @@ def plan_unfrozen(*, n_trn: int, n_val: int, bs: int, iters_per_epoch: int, seco
     An epoch costs a training step per training image and an evaluation per validation image; the
     final TTA costs ``1 + n_tta`` evaluations per validation image; the unfrozen lr_find sweeps a
     quarter of the time (5 to 20 batches, at most two epochs' worth). What remains buys whole SGDR
-    cycles (1, 3, 7 ... epochs). Costs are per image for the whole process group (under torchrun
+    cycles (1, 3, 7 ... epochs), lengthened by the epochs left over (:func:`sgdr_cycle_len`). Costs are per image for the whole process group (under torchrun
     each rank takes ``1/world_size`` of the images). ``tta_cost`` replaces the final TTA's estimate where
     the caller knows better; ``setup_cost`` is paid once before the sweep (partial fine-tuning's maps);
     ``sweep=False`` plans no lr_find sweep.
@@ -53,9 +66,11 @@ def plan_unfrozen(*, n_trn: int, n_val: int, bs: int, iters_per_epoch: int, seco
     sweep_cost = n_sweep * bs * c_train
     n_epochs_fit = int((left - tta_cost - sweep_cost) // max(epoch_cost, 1e-6)) if left > 0 else 0
     cycles = sgdr_cycles(n_epochs_fit, max_cycles)
+    cycle_len = sgdr_cycle_len(n_epochs_fit, cycles, max_cycles)
     return {"seconds_per_image_train": c_train, "seconds_per_image_eval": c_eval, "epoch_cost": epoch_cost,
             "sweep_iters": n_sweep, "sweep_cost": sweep_cost, "tta_cost": tta_cost, "available": available,
-            "cycles": cycles, "epochs": 2 ** cycles - 1, "world_size": world_size, "setup_cost": float(setup_cost)}
+            "cycles": cycles, "cycle_len": cycle_len, "epochs": cycle_len * (2 ** cycles - 1),
+            "world_size": world_size, "setup_cost": float(setup_cost)}
 
 
 def choose_fine_tuning(full: dict, partial: dict | None) -> dict:

@@ -31,7 +31,7 @@ Throughout, the weights with the lowest validation loss (any phase) are kept in
 the whole network on the images or (partial fine-tuning) the late layer group and the head on cached
 maps of the early group, whichever buys more epochs (:mod:`visiontune.run.fine_tune`). They run only
 when their measured cost (one training step, scaled to the sweep, the epochs and the final TTA) fits
-``unfrozen_budget`` (by default as long as the run so far) or what ``budget`` leaves; a ``TimeBudget``
+``unfrozen_budget`` (by default as long as the head-only run would take in whole) or what ``budget`` leaves; a ``TimeBudget``
 callback stops SGDR when the next epoch would not fit. ``fast=True`` runs steps 1-4 only. Every run ends
 with TTA, an exported model and a report. The measurements: ``docs/scaling.md``, "The unfrozen budget".
 

@@ -148,6 +148,7 @@ def precompute(ctx: RunContext):
     """1. Augmentation on, precompute on: the body's activations of every split (and K augmented views)."""
     cfg, learn, data, st = ctx.cfg, ctx.learn, ctx.data, ctx.st
     t0 = t_step = time.perf_counter()
+    learn.keep_early_maps = fine_tune.keep_maps(ctx)  # the early group's maps, kept for partial fine-tuning
     learn.activations("train")
     t_train_pass = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -284,6 +285,7 @@ def unfreeze(ctx: RunContext):
                    f"({'--budget' if cfg.budget is not None else 'unfrozen_budget'}); keeping the head-only model")
             if plan.get("mode") == "none" and "partial_epoch_cost" in plan:
                 why += f" (partial fine-tuning: ~{plan['partial_epoch_cost']:.0f} s per epoch did not fit either)"
+        fine_tune.release_maps(learn)
         learn.freeze()
         learn.precompute = True
         ctx.say(f"skipped: steps 5-8, the unfrozen phase ({why})")
@@ -336,7 +338,8 @@ def _unfrozen_rates(ctx: RunContext) -> np.ndarray:
 
 
 def sgdr_unfrozen(ctx: RunContext):
-    """8. SGDR, cycle_len=1, cycle_mult=2, stopped early (patience) or when the next epoch would not fit."""
+    """8. SGDR, cycle_mult=2 and the plan's cycle_len (1, or longer where the epochs left over allow), stopped
+    early (patience) or when the next epoch would not fit."""
     if ctx.unfrozen_skip:
         return Skip(ctx.unfrozen_skip, quiet=True)
     cfg, plan, clock = ctx.cfg, ctx.st.choices["unfrozen_plan"], ctx.clock
@@ -345,8 +348,8 @@ def sgdr_unfrozen(ctx: RunContext):
         cbs.append(TimeBudget(time.monotonic() + clock.left() - ctx.reserve - plan["tta_cost"]))
     else:
         cbs.append(TimeBudget(time.monotonic() + 1.5 * plan["available"] - plan["tta_cost"]))
-    ctx.run_fit("sgdr_unfrozen", "unfrozen", _unfrozen_rates(ctx), plan["cycles"], cycle_len=1, cycle_mult=2,
-                callbacks=cbs)
+    ctx.run_fit("sgdr_unfrozen", "unfrozen", _unfrozen_rates(ctx), plan["cycles"], cycle_len=plan.get("cycle_len", 1),
+                cycle_mult=2, callbacks=cbs)
     return DONE
 
 
@@ -380,7 +383,8 @@ RECIPE: tuple[Step, ...] = (
         if ctx.st.choices["unfrozen_plan"].get("mode") != "partial" else "lr_find again (not for partial fine-tuning)"),
         lr_find_unfrozen),
     Step("sgdr_unfrozen", 8, _unfrozen_title(
-        lambda ctx: f"SGDR cycle_len=1 cycle_mult=2, {ctx.st.choices['unfrozen_plan']['cycles']} cycle(s), rates "
+        lambda ctx: f"SGDR cycle_len={ctx.st.choices['unfrozen_plan'].get('cycle_len', 1)} cycle_mult=2, "
+                    f"{ctx.st.choices['unfrozen_plan']['cycles']} cycle(s), rates "
                     + ", ".join(f"{v:.2g}" for v in _unfrozen_rates(ctx))), sgdr_unfrozen, saves_weights=True),
 )
 assert tuple(s.name for s in RECIPE) == STEPS

@@ -82,9 +82,10 @@ class ActivationStore:
         return nn.Sequential(self.learner.body, self.learner.pool)
 
     def engine(self, module_name: str, module: nn.Module, n_images: int, digest: str | None = None,
-               fp32: bool = False):
+               fp32: bool = False, input_shape: tuple[int, ...] | None = None):
         """The forward engine for ``module``; ``fp32`` for evaluation (validation, test, TTA), so the numbers
-        match the fp32 export that ``visiontune predict`` runs; training passes may use bf16 where fast."""
+        match the fp32 export that ``visiontune predict`` runs; training passes may use bf16 where fast.
+        ``input_shape``: (C, H, W) of float inputs other than the images (the late group's, on early maps)."""
         from ..features.engine import create_engine
 
         learn = self.learner
@@ -95,13 +96,16 @@ class ActivationStore:
                 del self.engines[stale]
             sz = learn.data.sz
             kind = "torch-cl" if fp32 and learn.engine_kind == "torch-bf16" else learn.engine_kind
-            self.engines[key] = create_engine(module, kind=kind, example_input_shape=(1, 3, sz, sz),
+            images = input_shape is None
+            self.engines[key] = create_engine(module, kind=kind,
+                                              example_input_shape=(1, 3, sz, sz) if images else (1, *input_shape),
                                               device=learn.device, n_images=n_images,
                                               # the pretrained body's export is what later runs reuse
                                               cache_id=(f"{learn.arch.timm_name}:{module_name}:{digest}"
                                                         if module_name == "features" else None),
                                               uint8_norm=(learn.data.val_tfms.mean, learn.data.val_tfms.std)
-                                              if getattr(learn.data, "val_tfms", None) is not None else None,
+                                              if images and getattr(learn.data, "val_tfms", None) is not None
+                                              else None,
                                               precision="fp32" if fp32 else "auto")
         return self.engines[key]
 
@@ -135,6 +139,8 @@ class ActivationStore:
         def compute():
             loader = view_loader(learn.data, split, view, seed)
             if not distributed.is_distributed():
+                if learn.keep_early_maps and view == "clean" and split in ("train", "valid"):
+                    return learn._early.pooled_activations(split, loader)  # the early group's maps kept too
                 return self.compute(loader, len(ds), fp32)
             # each rank runs its contiguous shard; all ranks get the whole array, in order
             return distributed.all_gather_array(self.compute(distributed.shard_loader(loader), len(ds), fp32))

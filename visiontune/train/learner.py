@@ -116,6 +116,7 @@ class Learner:
         self._store = ActivationStore(self)  # activations, their cache keys and the forward engines
         self._early = EarlyMaps(self)  # the early group's output maps (cache_early)
         self._cache_early = False
+        self.keep_early_maps = False  # precompute runs the early group once and keeps its maps for cache_early
         self._epochs = EpochRunner(self, self._store, self._loaders, self._early)  # fit's and lr_find's epochs
         self.models_path = Path(models_path) if models_path else writable_models_path(Path(data.path))
         self.model.to(self.device)
@@ -218,7 +219,10 @@ class Learner:
     @cache_early.setter
     def cache_early(self, value: bool) -> None:
         if value:
+            from .early_maps import keep_pretrained
+
             self.freeze_to(1)
+            keep_pretrained(self._early.parts()[1])
             self._precompute = False
             self._early.get("train")
             self._early.get("valid")
@@ -369,6 +373,8 @@ class Learner:
     def _view_outputs(self, split: str, name: str) -> np.ndarray:
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split, f"view-{name}"))
+        if self.cache_early and not distributed.is_distributed():  # the early group is the pretrained one
+            return self._early.view_outputs(split, view_loader(self.data, split, f"view-{name}", 0))
         return self._predict_images(view_loader(self.data, split, f"view-{name}", 0))
 
     # ---------------------------------------------------------------- lr finder
