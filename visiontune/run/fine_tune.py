@@ -131,17 +131,17 @@ def measured_plan(ctx) -> dict:
     full = plan_unfrozen(bs=cfg.bs, iters_per_epoch=len(data.trn_dl), seconds_per_image_train=c_train,
                          seconds_per_image_eval=c_eval, tta_cost=(1 + n_views) * per_view, **common)
     partial = None
-    shape = _early_map_shape(learn)
-    if shape is not None and _maps_fit_in_memory(learn, shape):
+    shape = _partial_map_shape(learn)
+    if shape is not None:
         c_train, c_eval = measure_late_step_cost(learn, shape)
         # the maps kept by step 1 cost nothing more; else their pass costs at most a pass of the whole body over
         # the training and validation images (step 1's, or where its activations came from the on-disk cache,
         # the measured forward of the model)
-        setup = float(st.choices.get("seconds_per_train_pass", 0.0)) + per_view
-        if setup < 0.05 * (n_trn + n_val) * full["seconds_per_image_eval"]:
-            setup = (n_trn + n_val) * full["seconds_per_image_eval"]
-        if learn._early.ready():
-            setup = 0.0
+        setup = 0.0
+        if not learn._early.ready():
+            setup = float(st.choices.get("seconds_per_train_pass", 0.0)) + per_view
+            if setup < 0.05 * (n_trn + n_val) * full["seconds_per_image_eval"]:
+                setup = (n_trn + n_val) * full["seconds_per_image_eval"]
         # the maps' batches and epochs as EarlyMaps will draw them
         partial = plan_unfrozen(bs=learn._early.bs, iters_per_epoch=learn._early.iters_per_epoch(),
                                 seconds_per_image_train=c_train,
@@ -160,6 +160,12 @@ def _early_map_shape(learn) -> tuple[int, ...] | None:
     except ValueError:
         return None
     return map_shape(early, learn.data.sz)
+
+
+def _partial_map_shape(learn) -> tuple[int, ...] | None:
+    """The early group's map shape where partial fine-tuning can run: the body splits and the maps fit in memory."""
+    shape = _early_map_shape(learn)
+    return shape if shape is not None and _maps_fit_in_memory(learn, shape) else None
 
 
 def _maps_fit_in_memory(learn, shape: tuple[int, ...]) -> bool:
@@ -185,8 +191,7 @@ def keep_maps(ctx) -> bool:
         return False
     if cfg.budget is None and cfg.unfrozen_budget is not None and cfg.unfrozen_budget < MIN_UNFROZEN_BUDGET_S:
         return False
-    shape = _early_map_shape(ctx.learn)
-    return shape is not None and _maps_fit_in_memory(ctx.learn, shape)
+    return _partial_map_shape(ctx.learn) is not None
 
 
 def enter(learn, plan: dict) -> None:

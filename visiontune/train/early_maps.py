@@ -81,7 +81,7 @@ def keep_pretrained(late: nn.Module) -> list[nn.Parameter]:
     - a training step: everything trains 124-140 img/s; depthwise kernels kept 291 img/s; and the first
       expansion too ~380 img/s (one epoch 13-15 s instead of 37-46 s);
     - accuracy after one epoch (head-only 0.778): everything trains 0.817; depthwise kernels kept 0.807;
-      and the first expansion too 0.811 (0.831 after two epochs). The kept tensors are ~9% of the group's weights.
+      and the first expansion too 0.811 (0.831 after two epochs). The kept tensors are ~8% of the group's weights.
     """
     dws = depthwise_convs(late)
     if not dws:
@@ -186,7 +186,7 @@ class EarlyMaps:
         learn = self.learner
         maps = self.get(split).float().numpy() if self._current(split) else self._compute(split, loader)
         return self._late_outputs("late-features", nn.Sequential(self.parts()[1], learn.pool), maps,
-                                  fp32=split != "train")
+                                  fp32=split != "train", width=0)
 
     def view_outputs(self, split: str, loader) -> np.ndarray:
         """The model's outputs over ``loader`` (a TTA view's images) in fp32: the early group on the engine
@@ -194,20 +194,22 @@ class EarlyMaps:
         from ..features.engine import run_engine
 
         maps = run_engine(self._engine(split, len(loader.dataset)), loader)
-        return self._late_outputs("late-model", self.late_model(), maps, fp32=True)
+        return self._late_outputs("late-model", self.late_model(), maps, fp32=True, width=self.learner.data.c)
 
     def outputs(self, split: str) -> np.ndarray:
         """The model's outputs on ``split`` from its maps (fp32, as the export computes them)."""
-        return self._late_outputs("late-model", self.late_model(), self.get(split).float().numpy(), fp32=True)
+        return self._late_outputs("late-model", self.late_model(), self.get(split).float().numpy(), fp32=True,
+                                  width=self.learner.data.c)
 
-    def _late_outputs(self, name: str, module: nn.Module, maps: np.ndarray, fp32: bool) -> np.ndarray:
+    def _late_outputs(self, name: str, module: nn.Module, maps: np.ndarray, fp32: bool, width: int) -> np.ndarray:
         """``module`` (the late group onwards) over ``maps`` on a forward engine (rebuilt when its weights
-        change: ~0.3 s for efficientnet_lite0's late group, against ~3 s for 1,000 maps in torch on 2 cores)."""
+        change: ~0.3 s for efficientnet_lite0's late group, against ~3 s for 1,000 maps in torch on 2 cores);
+        ``width``: the outputs' width when there are no maps."""
         from ..features.engine import run_engine
 
         learn = self.learner
         if len(maps) == 0:
-            return np.zeros((0, learn.data.c if name == "late-model" else 0), np.float32)
+            return np.zeros((0, width), np.float32)
         engine = learn._store.engine(name, module, len(maps), fp32=fp32, input_shape=tuple(maps.shape[1:]))
         bs = max(1, int(learn.data.bs))
         return run_engine(engine, [(torch.from_numpy(maps[i:i + bs]), None) for i in range(0, len(maps), bs)])

@@ -43,7 +43,7 @@ from . import distributed, freezing
 from . import lr_find as lr_sweep
 from .activations import ActivationStore, split_dataset
 from .callbacks import Callback
-from .early_maps import EarlyMaps
+from .early_maps import EarlyMaps, keep_pretrained
 from .epoch import EpochRunner
 from .evaluation import (
     average_views,
@@ -219,8 +219,6 @@ class Learner:
     @cache_early.setter
     def cache_early(self, value: bool) -> None:
         if value:
-            from .early_maps import keep_pretrained
-
             self.freeze_to(1)
             keep_pretrained(self._early.parts()[1])
             self._precompute = False
@@ -373,7 +371,7 @@ class Learner:
     def _view_outputs(self, split: str, name: str) -> np.ndarray:
         if self._can_use_cached_body():
             return self._head_outputs(self.activations(split, f"view-{name}"))
-        if self.cache_early and not distributed.is_distributed():  # the early group is the pretrained one
+        if self.cache_early and not distributed.is_distributed():  # the early group is frozen: its engine serves
             return self._early.view_outputs(split, view_loader(self.data, split, f"view-{name}", 0))
         return self._predict_images(view_loader(self.data, split, f"view-{name}", 0))
 
