@@ -6,14 +6,14 @@
 
 Each run is ``visiontune train DATA --out RUN`` in its own process with an empty ``VISIONTUNE_CACHE``:
 
-* ``default``: no options. Steps 5-8 get as long as the run so far (``unfrozen_budget``'s default), so on
-  2 CPU cores they run only where they cost less than the head-only part of the run;
+* ``default``: no options. Steps 5-8 get as long as the head-only run takes in whole (``unfrozen_budget``'s
+  default: the run so far plus its final TTA), so the run takes at most about twice the head-only time;
 * ``head only``: ``--unfrozen-budget 0.001`` (steps 5-8 always skipped): the head-only model;
 * ``fine-tuned``: ``--unfrozen-budget S``: steps 5-8 with S seconds, partial or full fine-tuning as the recipe
   measures and chooses (``visiontune/run/fine_tune.py``).
 
-The goal (issue 16): the fine-tuned model at least 3 accuracy points above the head-only model, in at most twice
-its whole-process time. Writes the ``fine_tuning`` section of ``docs/benchmarks.md`` (``--out``) and the raw
+The goal (issue 16): the default recipe, fine-tuning included, at least 3 accuracy points above the head-only
+model, in at most twice its whole-process time (``fine-tuned`` shows what a larger budget buys). Writes the ``fine_tuning`` section of ``docs/benchmarks.md`` (``--out``) and the raw
 numbers to ``--json`` (default ``bench/results/fine_tuning.json``).
 """
 from __future__ import annotations
@@ -45,14 +45,14 @@ def render(rows: list[dict], facts: dict, cfg, cmdline: str) -> str:
         laps = ", ".join(f"{k} {v:.1f}" for k, v in r["laps"].items() if v >= 0.05)
         lines.append(f"- {r['name']}: {laps}")
     by = {r["name"]: r for r in rows}
-    head, tuned = by.get("head only"), by.get("fine-tuned")
+    head, tuned = by.get("head only"), by.get("default")
     if head and tuned and head["accuracy"] is not None and tuned["accuracy"] is not None:
         gain = 100 * (tuned["accuracy"] - head["accuracy"])
         tta_gain = 100 * ((tuned["tta_accuracy"] or 0) - (head["tta_accuracy"] or 0))
         ratio = tuned["wall_s"] / head["wall_s"]
         met = gain >= 3 and ratio <= 2
-        lines += ["", f"Goal (issue 16): fine-tuned at least 3 points above the head-only model in at most twice its "
-                      f"time: {gain:+.1f} points ({tta_gain:+.1f} with TTA) in {ratio:.2f}x the time "
+        lines += ["", f"Goal (issue 16): the default recipe, fine-tuning included, at least 3 points above the "
+                      f"head-only model in at most twice its whole-process time: {gain:+.1f} points ({tta_gain:+.1f} with TTA) in {ratio:.2f}x the time "
                       f"({'**met**' if met else '**NOT met**'})."]
     return "\n".join(lines)
 

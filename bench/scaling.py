@@ -12,7 +12,7 @@ empty ``VISIONTUNE_CACHE``. Each row gives:
 * ``img/s end to end``: (training + validation images) / whole seconds;
 * ``forward img/s``: the engine's pure forward rate, measured in this same run (the ``'auto'`` engine the
   training pass uses, on a batch already in memory, best of 3), and ``e2e / forward``, the fraction of it the
-  whole run achieves;
+  whole run achieves; ``forward floor s``, one forward pass of every image and nothing else;
 * peak RSS of the process tree, the accuracy and TTA accuracy, what the recipe chose (augmented views, TTA
   views, the unfrozen phase) and where the time went (``progress.json``'s laps).
 
@@ -109,6 +109,15 @@ def run_train(subset: Path, run: Path, cache: Path, logs: Path, extra: list[str]
             "skipped": prog.get("skipped") or []}
 
 
+def forward_floor(row: dict, rates: dict) -> float:
+    """Seconds of one pure forward pass over the row's images: the least any run of that data can take.
+
+    >>> forward_floor({"n_train": 600, "n_valid": 300}, {"train_pass": 600.0, "eval_fp32": 300.0})
+    2.0
+    """
+    return row["n_train"] / rates["train_pass"] + row["n_valid"] / rates["eval_fp32"]
+
+
 def render(rows, rates, facts, cfg, cmdline) -> str:
     lines = C.section_head("Scaling with the number of training images", cfg.tiny,
                            f"Dataset `{cfg.data}` (subsets of `{cfg.train}`, all of `{cfg.valid}`), {cfg.size} px, "
@@ -124,11 +133,14 @@ def render(rows, rates, facts, cfg, cmdline) -> str:
         n = r["n_train"] + r["n_valid"]
         e2e = n / r["wall_s"]
         table.append([r["n_train"], r["n_valid"], C.fmt(r["wall_s"]), C.fmt(e2e), C.fmt(rates["train_pass"]),
-                      C.fmt(e2e / rates["train_pass"], 2), C.fmt(r["peak_rss_mb"]), C.fmt(r["accuracy"]),
-                      C.fmt(r["tta_accuracy"]), r["aug_views"], r["tta_views"], r["unfrozen_epochs"]])
+                      C.fmt(e2e / rates["train_pass"], 2), C.fmt(forward_floor(r, rates)), C.fmt(r["peak_rss_mb"]),
+                      C.fmt(r["accuracy"]), C.fmt(r["tta_accuracy"]), r["aug_views"], r["tta_views"],
+                      r["unfrozen_epochs"]])
     lines.append(C.md_table(["train images", "valid images", "whole s", "img/s end to end", "forward img/s",
-                             "e2e / forward", "peak RSS MB", "accuracy", "TTA accuracy", "aug views", "TTA views",
-                             "unfrozen epochs"], table))
+                             "e2e / forward", "forward floor s", "peak RSS MB", "accuracy", "TTA accuracy",
+                             "aug views", "TTA views", "unfrozen epochs"], table))
+    lines += ["", "`forward floor s`: one pure forward pass of every image and nothing else (training images at the "
+                  "training pass's rate, validation images at the fp32 rate); no run can be faster than that."]
     lines.append("")
     lines.append("Where the time went (`progress.json` laps, seconds):")
     lines.append("")
