@@ -180,8 +180,10 @@ def main(argv=None) -> int:
         "- The forward pass that remains runs on the fastest engine installed (OpenVINO / ONNX Runtime on a CPU), "
         "which normalises uint8 batches inside its graph, fed by a pool of threads that decode JPEGs in draft mode "
         "two batches ahead; its ONNX export is kept on disk for the next run.",
-        "- Unfrozen fine-tuning (forward + backward) is what visiontune cannot make cheap on a CPU; the default "
-        "recipe spends a bounded budget on it, and `--fast` skips it.",
+        "- A full unfrozen epoch (forward + backward through the whole body) is what visiontune cannot make cheap on "
+        "a CPU. There the default recipe fine-tunes the late layer group and the head on the early group's maps, kept "
+        "from precompute (`learn.cache_early`, ~1/15 of a full epoch's cost), within a budget of about the head-only "
+        "run's time; `--fast` skips fine-tuning.",
     ])
     C.update_section(args.out, SECTION, body)
     print(f"wrote {args.out} ({SECTION})")

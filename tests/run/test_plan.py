@@ -75,3 +75,15 @@ def test_fine_tuning_plan_chooses_partial_where_it_buys_more_epochs():
                          available=available, tta_cost=1.0, **kw)
     assert choose_fine_tuning(fast, partial)["mode"] == "full"
     assert choose_fine_tuning(full, None)["mode"] == "none"
+
+
+def test_the_plan_line_says_what_it_chose_and_the_cycle_length_when_it_is_not_1():
+    from visiontune.run.fine_tune import describe
+
+    partial = dict(mode="partial", setup_cost=0.0, epoch_cost=14.2, full_epoch_cost=201.0, available=38.0,
+                   epochs=2, cycles=1, cycle_len=2)
+    assert describe(partial) == ("partial fine-tuning (the late layer group and the head, on cached early-group "
+                                 "maps): ~0 s for the maps, ~14.2 s per epoch (a full unfrozen epoch: ~201 s), "
+                                 "38 s available -> 2 epoch(s) in 1 SGDR cycle(s) of cycle_len 2")
+    full = dict(mode="full", epoch_cost=3.0, available=30.0, epochs=7, cycles=3, cycle_len=1)
+    assert describe(full) == "unfrozen phase: ~3.0 s per epoch, 30 s available -> 7 epoch(s) in 3 SGDR cycle(s)"

@@ -217,6 +217,10 @@ def describe(plan: dict) -> str:
         return (f"partial fine-tuning (the late layer group and the head, on cached early-group maps): "
                 f"~{plan['setup_cost']:.0f} s for the maps, ~{plan['epoch_cost']:.1f} s per epoch (a full unfrozen "
                 f"epoch: ~{plan['full_epoch_cost']:.0f} s), {plan['available']:.0f} s available -> "
-                f"{plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
+                f"{plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s){_cycle_len(plan)}")
     return (f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
-            f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s)")
+            f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s){_cycle_len(plan)}")
+
+
+def _cycle_len(plan: dict) -> str:
+    return f" of cycle_len {plan['cycle_len']}" if plan.get("cycle_len", 1) != 1 else ""
