@@ -68,6 +68,18 @@ def test_skipped_steps_are_recorded_as_skipped_with_their_reason(shapes, tmp_pat
                               for s in ("unfreeze", "differential_lrs", "lr_find_unfrozen", "sgdr_unfrozen")]
 
 
+def test_an_unfrozen_budget_too_small_to_buy_anything_skips_steps_5_8_without_measuring(shapes, tmp_path):
+    """--unfrozen-budget 0.001 (the head-only run): no seconds spent timing unfrozen steps that cannot run."""
+    train_run(_cfg(shapes, tmp_path / "run", tmp_path / "cache", fast=False, unfrozen_budget=0.001))
+    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
+    reason = "0.0 s of unfrozen_budget; keeping the head-only model"
+    assert progress["skipped"] == [{"step": s, "reason": reason}
+                                   for s in ("unfreeze", "differential_lrs", "lr_find_unfrozen", "sgdr_unfrozen")]
+    assert progress["choices"]["unfrozen_plan"] == {"cycles": 0, "epochs": 0, "available": 0.001,
+                                                    "not_measured": True, "mode": "none"}
+    assert "fine_tune_plan" not in progress["timings"]
+
+
 def test_config_records_the_validation_folder_and_console_mode_used(shapes, tmp_path):
     data = tmp_path / "shapes"
     shutil.copytree(shapes, data)

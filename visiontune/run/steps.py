@@ -28,7 +28,7 @@ from .ranks import log, rank0_reads
 
 HEAD_LR_RANGE = (1e-3, 1e-1)
 HEAD_LR_RANGE_REG = (1e-6, 1e-1)
-MIN_UNFROZEN_S = 2.0  # with less budget left, the unfrozen phase is skipped without measuring its cost
+MIN_UNFROZEN_S = 2.0  # with less left (--budget) or given (--unfrozen-budget), steps 5-8 are skipped unmeasured
 EXPORT_RESERVE_S = 4.0  # export + report (measured ~2 s on 2 CPU cores), kept free when a total budget is given
 
 DONE = "done"
@@ -254,10 +254,14 @@ def _unfrozen_plan(ctx: RunContext) -> dict:
     plan = st.choices.get("unfrozen_plan")
     if plan is not None:
         return plan
-    # with a budget already spent, not even the cost measurement (~2 s on 2 CPU cores) is worth running
-    if distributed.broadcast_object(cfg.budget is not None and clock.left() - ctx.reserve < MIN_UNFROZEN_S):
-        plan = {"cycles": 0, "epochs": 0, "available": clock.left() - ctx.reserve, "not_measured": True,
-                "mode": "none"}
+    # with a budget already spent, or an unfrozen budget too small to buy anything, not even the cost measurement
+    # (~2-4 s on 2 CPU cores) is worth running
+    if cfg.budget is not None:
+        available = distributed.broadcast_object(clock.left() - ctx.reserve)
+    else:
+        available = cfg.unfrozen_budget if cfg.unfrozen_budget is not None else float("inf")
+    if available < MIN_UNFROZEN_S:
+        plan = {"cycles": 0, "epochs": 0, "available": available, "not_measured": True, "mode": "none"}
     else:
         plan = distributed.broadcast_object(fine_tune.measured_plan(ctx))  # rank 0's clock decides for all
     st.choices["unfrozen_plan"] = plan
@@ -278,7 +282,8 @@ def unfreeze(ctx: RunContext):
         ctx.lap("fine_tune_plan")  # the "unfreeze" lap that follows is partial fine-tuning's maps
     if plan["cycles"] == 0:
         if plan.get("not_measured"):
-            why = f"{max(plan['available'], 0):.1f} s of the --budget left before the export; keeping the head-only model"
+            left = "of the --budget left before the export" if cfg.budget is not None else "of unfrozen_budget"
+            why = f"{max(plan['available'], 0):.1f} s {left}; keeping the head-only model"
         else:
             why = (f"one unfrozen epoch costs ~{plan['epoch_cost']:.0f} s (+ ~{plan['sweep_cost']:.0f} s lr_find, "
                    f"~{plan['tta_cost']:.0f} s TTA) and {max(plan['available'], 0):.0f} s are available "
