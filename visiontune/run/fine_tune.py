@@ -216,11 +216,12 @@ def describe(plan: dict) -> str:
     if plan.get("mode") == "partial":
         return (f"partial fine-tuning (the late layer group and the head, on cached early-group maps): "
                 f"~{plan['setup_cost']:.0f} s for the maps, ~{plan['epoch_cost']:.1f} s per epoch (a full unfrozen "
-                f"epoch: ~{plan['full_epoch_cost']:.0f} s), {plan['available']:.0f} s available -> "
-                f"{plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s){_cycle_len(plan)}")
-    return (f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {plan['available']:.0f} s available "
-            f"-> {plan['epochs']} epoch(s) in {plan['cycles']} SGDR cycle(s){_cycle_len(plan)}")
+                f"epoch: ~{plan['full_epoch_cost']:.0f} s), {_buys(plan)}")
+    return f"unfrozen phase: ~{plan['epoch_cost']:.1f} s per epoch, {_buys(plan)}"
 
 
-def _cycle_len(plan: dict) -> str:
-    return f" of cycle_len {plan['cycle_len']}" if plan.get("cycle_len", 1) != 1 else ""
+def _buys(plan: dict) -> str:
+    """The plan line's end: the time available and the epochs and SGDR cycles it buys."""
+    cycle_len = f" of cycle_len {plan['cycle_len']}" if plan.get("cycle_len", 1) != 1 else ""
+    return (f"{plan['available']:.0f} s available -> {plan['epochs']} epoch(s) in {plan['cycles']} "
+            f"SGDR cycle(s){cycle_len}")

@@ -250,16 +250,13 @@ def head_aug(ctx: RunContext):
 def _unfrozen_plan(ctx: RunContext) -> dict:
     """The unfrozen phase's plan: measured once (:func:`visiontune.run.fine_tune.measured_plan`), then read
     back on --resume."""
-    cfg, st, clock = ctx.cfg, ctx.st, ctx.clock
+    st = ctx.st
     plan = st.choices.get("unfrozen_plan")
     if plan is not None:
         return plan
     # with a budget already spent, or an unfrozen budget too small to buy anything, not even the cost measurement
     # (~2-4 s on 2 CPU cores) is worth running
-    if cfg.budget is not None:
-        available = distributed.broadcast_object(clock.left() - ctx.reserve)
-    else:
-        available = cfg.unfrozen_budget if cfg.unfrozen_budget is not None else float("inf")
+    available = distributed.broadcast_object(fine_tune.available_seconds(ctx))  # rank 0's clock decides for all
     if available < MIN_UNFROZEN_S:
         plan = {"cycles": 0, "epochs": 0, "available": available, "not_measured": True, "mode": "none"}
     else:
